@@ -1,0 +1,459 @@
+"""Budget forcing for `transformers`: a logits processor for `model.generate` and `generate_with_budget()`."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from queue import Queue
+from typing import Any, Union
+
+import torch
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers.generation import (
+    MinPLogitsWarper,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+from transformers.generation.streamers import BaseStreamer
+
+from ..budget import BudgetError, BudgetStats, BudgetTracker, ThinkingBudget, TokenKind
+from ..formats import ThinkFormat, get_format, marker_tokens
+from ..prompts import Prompt, build_prompt, per_row_budgets, token_allowance
+from ..results import BudgetedGeneration, build_result
+from ._logits import apply_actions
+
+__all__ = [
+    "BudgetForcingLogitsProcessor",
+    "generate_with_budget",
+    "stream_with_budget",
+    "BudgetStreamer",
+    "ThoughtChunk",
+    "sampling_warpers",
+]
+
+BudgetLike = Union[ThinkingBudget, Mapping[str, Any], Sequence[Union[ThinkingBudget, Mapping[str, Any]]]]
+
+
+def sampling_warpers(config: GenerationConfig | None) -> LogitsProcessorList:
+    """The temperature / top-k / top-p / min-p warpers `generate` would apply for `config` (empty when greedy)."""
+    out = LogitsProcessorList()
+    if config is None or not config.do_sample:
+        return out
+    # Unset fields take generate()'s global defaults (e.g. top_k=50), as generate() itself resolves them.
+    config = copy.deepcopy(config)
+    defaults = getattr(GenerationConfig, "_get_default_generation_params", None)
+    if defaults is not None:
+        config.update(**defaults(), defaults_only=True)
+    if config.temperature is not None and config.temperature != 1.0:
+        out.append(TemperatureLogitsWarper(config.temperature))
+    if config.top_k is not None and config.top_k != 0:
+        out.append(TopKLogitsWarper(top_k=config.top_k, min_tokens_to_keep=1))
+    if config.top_p is not None and config.top_p < 1.0:
+        out.append(TopPLogitsWarper(top_p=config.top_p, min_tokens_to_keep=1))
+    if getattr(config, "min_p", None) is not None:
+        out.append(MinPLogitsWarper(min_p=config.min_p, min_tokens_to_keep=1))
+    return out
+
+
+class BudgetForcingLogitsProcessor(LogitsProcessor):
+    r"""
+    [`LogitsProcessor`] that enforces an s1 thinking budget (arXiv 2501.19393) in a single generation pass:
+    at the upper bound it forces the end-of-thinking marker and an answer prefix; below the lower bound it
+    replaces every attempt to end thinking by an extrapolation string such as "Wait".
+
+    The processor keeps one state machine per batch row, created on the first call of a generation (a new
+    call of `generate` resets it). Rows are independent: each may have its own budget. Left padding only.
+
+    Greedy decoding treats the arg-max as "what the model would emit". With sampling, pass the
+    `generation_config` you give to `generate`: an end is then attempted with exactly the probability the
+    sampler (temperature, top-k, top-p, min-p) gives it, and otherwise banned. Without `generation_config`
+    the processor uses greedy semantics.
+
+    Args:
+        tokenizer (`PreTrainedTokenizerBase`):
+            The model's tokenizer; the format's markers must round-trip through it.
+        budget (`ThinkingBudget` or `list[ThinkingBudget]`):
+            One budget for every row, or one per prompt. With `num_return_sequences=k`, a list of `n` budgets
+            covers the `n * k` rows (each budget repeated `k` times, as `generate` expands prompts).
+        think_format (`str` or `ThinkFormat`, *optional*):
+            `"s1"`, `"r1"` or a custom `ThinkFormat`; detected from the tokenizer's chat template when omitted.
+        generation_config (`GenerationConfig`, *optional*):
+            The configuration `generate` samples with; only `do_sample`, `temperature`, `top_k`, `top_p` and
+            `min_p` are read.
+
+    Thinking starts after the think-start marker: when the prompt does not end inside an open thinking block,
+    the processor writes the marker as the first generated tokens.
+
+    Examples:
+
+    ```python
+    >>> from transformers import LogitsProcessorList
+    >>> from hf_s1 import BudgetForcingLogitsProcessor, ThinkingBudget, load_default_model
+    >>> model, tokenizer = load_default_model()
+    >>> text = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2+3?"}], tokenize=False,
+    ...                                      add_generation_prompt=True) + "<|im_start|>think"
+    >>> inputs = tokenizer(text, return_tensors="pt")
+    >>> processor = BudgetForcingLogitsProcessor(tokenizer, ThinkingBudget(max_thinking_tokens=8))
+    >>> out = model.generate(**inputs, logits_processor=LogitsProcessorList([processor]), max_new_tokens=40,
+    ...                      do_sample=False)
+    >>> stats = processor.stats(out[:, inputs["input_ids"].shape[1]:])[0]
+    >>> stats.thinking_tokens, stats.capped
+    (8, True)
+    >>> "<|im_start|>answer\nFinal Answer:" in tokenizer.decode(out[0])
+    True
+    ```
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        budget: BudgetLike,
+        think_format: str | ThinkFormat | None = None,
+        generation_config: GenerationConfig | None = None,
+    ) -> None:
+        if isinstance(budget, (ThinkingBudget, Mapping)):
+            budgets = [ThinkingBudget.from_dict(budget)]
+        elif isinstance(budget, Sequence) and not isinstance(budget, str) and len(budget) > 0:
+            budgets = [ThinkingBudget.from_dict(b) for b in budget]
+        else:
+            raise BudgetError(f"budget must be a ThinkingBudget or a non-empty list of them, got {budget!r}.")
+        if generation_config is not None and not isinstance(generation_config, GenerationConfig):
+            raise BudgetError(f"generation_config must be a transformers GenerationConfig, got {type(generation_config).__name__}.")
+        self.think_format = get_format(think_format, tokenizer)
+        self.markers = marker_tokens(tokenizer, self.think_format)
+        for b in budgets:  # tokenizes and validates the budget strings now, not mid-generation
+            BudgetTracker(b, self.markers)
+        self.budgets = budgets
+        self.pad_token_id = getattr(tokenizer, "pad_token_id", None)
+        self.do_sample = bool(generation_config is not None and generation_config.do_sample)
+        self.warpers = sampling_warpers(generation_config)
+        self.trackers: list[BudgetTracker] = []
+        self._prompt_len = 0
+        self._length = -1
+
+    # -- generate() protocol ---------------------------------------------------------------------
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        batch, length = input_ids.shape
+        if not self.trackers or batch != len(self.trackers) or length != self._length + 1:
+            self._begin(input_ids)
+        else:
+            generated = length - self._prompt_len
+            pending = [i for i, t in enumerate(self.trackers) if t.num_generated < generated]
+            if pending:
+                last = input_ids[pending, -1].tolist()
+                for i, tok in zip(pending, last):
+                    self.trackers[i].observe(tok)
+        self._length = length
+        return apply_actions(scores, self.trackers, lambda row: self.do_sample, self._probabilities(input_ids))
+
+    def _probabilities(self, input_ids: torch.LongTensor):
+        def probs(rows: list[int], scores: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(self.warpers(input_ids[rows], scores), dim=-1)
+
+        return probs
+
+    def _begin(self, input_ids: torch.LongTensor) -> None:
+        batch = input_ids.shape[0]
+        if batch % len(self.budgets):
+            raise BudgetError(
+                f"{len(self.budgets)} budgets for a batch of {batch} rows: pass one budget per prompt, or one for all."
+            )
+        repeat = batch // len(self.budgets)
+        if self.pad_token_id is not None and batch > 1:
+            ends_with_pad = (input_ids[:, -1] == self.pad_token_id).tolist()
+            if any(ends_with_pad) and not all(ends_with_pad):
+                raise BudgetError("the batch is right-padded: set tokenizer.padding_side = 'left' before tokenizing.")
+        self._prompt_len = input_ids.shape[1]
+        self.trackers = []
+        for row, prompt in enumerate(input_ids.tolist()):
+            tracker = BudgetTracker(self.budgets[row // repeat], self.markers)
+            tracker.start(prompt)
+            self.trackers.append(tracker)
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def stats(self, generated_ids: torch.LongTensor | Sequence[Sequence[int]]) -> list[BudgetStats]:
+        """Telemetry per row of the last generation. `generated_ids` are the new tokens (prompt removed): the
+        last sampled token never reaches a logits processor, so it is read from there."""
+        rows = generated_ids.tolist() if isinstance(generated_ids, torch.Tensor) else generated_ids
+        if len(rows) != len(self.trackers):
+            raise BudgetError(f"stats() got {len(rows)} rows for a generation of {len(self.trackers)}.")
+        return [t.finish(ids) for t, ids in zip(self.trackers, rows)]
+
+    def observe_streamed(self, row: int, token_id: int) -> TokenKind:
+        """Record a token as soon as it is sampled (used by `BudgetStreamer`, which runs before the next call)."""
+        return self.trackers[row].observe(token_id)
+
+
+# ---- helpers -----------------------------------------------------------------------------------------
+
+
+def _context_length(model: Any) -> int | None:
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+# What the budget processor sees in generate_with_budget: scores already warped, sampled as they are.
+_PRE_WARPED = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
+
+
+def _sampling_config(do_sample: bool, temperature: float, top_p: float, top_k: int, min_p: float | None):
+    if not do_sample:
+        return None
+    if temperature is None or temperature <= 0:
+        raise BudgetError(f"temperature must be > 0 when sampling, got {temperature!r}; use do_sample=False for greedy.")
+    return GenerationConfig(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p)
+
+
+def generate_with_budget(
+    model: Any,
+    tokenizer: Any,
+    prompts: Union[Prompt, Sequence[Prompt]],
+    budget: BudgetLike,
+    *,
+    think_format: str | ThinkFormat | None = None,
+    system_prompt: str | None = None,
+    chat_template: bool = True,
+    batch_size: int = 8,
+    max_new_tokens: int | None = None,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    min_p: float | None = None,
+    streamer: BaseStreamer | None = None,
+    **generate_kwargs: Any,
+) -> list[BudgetedGeneration]:
+    """Generate with s1 budget forcing in one pass per batch and return one `BudgetedGeneration` per prompt.
+
+    Args:
+        model: a causal LM.
+        tokenizer: its tokenizer (left padding is set for the call).
+        prompts: a question, a chat (list of messages), or a list of either.
+        budget: one `ThinkingBudget` (or dict) for all prompts, or one per prompt.
+        think_format: `"s1"`, `"r1"`, a `ThinkFormat`, or detected from the chat template.
+        system_prompt: prepended as a system message when a prompt has none.
+        chat_template: `False` uses prompts as plain text followed by the think-start marker.
+        batch_size: prompts per `generate` call.
+        max_new_tokens: per-batch token limit; by default what the budget needs (start marker + thinking cap +
+            cut + answer allowance), or the rest of the context without a cap. Rows that hit it report
+            `finish_reason="length"`.
+        do_sample, temperature, top_p, top_k, min_p: sampling settings. Sampled runs follow s1's semantics
+            exactly: the warpers run *before* the budget processor, so an end is replaced by "Wait" with the
+            probability the sampler gives it.
+        streamer: a `BudgetStreamer` (marks thoughts, waits and the cut) or any transformers streamer;
+            batch of one prompt only, as in `generate`.
+        generate_kwargs: passed to `model.generate` (e.g. `repetition_penalty`).
+
+    Examples:
+
+    ```python
+    >>> from hf_s1 import ThinkingBudget, generate_with_budget, load_default_model
+    >>> model, tokenizer = load_default_model()
+    >>> out = generate_with_budget(model, tokenizer, ["What is 2+3?", "What is 7*6?"],
+    ...                            ThinkingBudget(min_thinking_tokens=12, max_thinking_tokens=24, max_answer_tokens=16))
+    >>> [12 <= o.thinking_tokens <= 24 for o in out]
+    [True, True]
+    >>> out[0].finish_reason in ("stop", "length")
+    True
+    ```
+    """
+    single = isinstance(prompts, str) or (
+        isinstance(prompts, Sequence) and prompts and isinstance(prompts[0], Mapping)
+    )
+    prompt_list = [prompts] if single else list(prompts)
+    if not prompt_list:
+        raise BudgetError("no prompts given: pass a prompt or a non-empty list of prompts.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise BudgetError(f"batch_size must be a positive int, got {batch_size!r}.")
+    if streamer is not None and len(prompt_list) > 1:
+        raise BudgetError("a streamer follows one sequence: pass a single prompt with streamer=.")
+    if generate_kwargs.get("num_beams", 1) != 1:
+        raise BudgetError("budget forcing runs one sequence per row: beam search is not supported (num_beams=1).")
+    fmt = get_format(think_format, tokenizer)
+    markers = marker_tokens(tokenizer, fmt)
+    budgets = per_row_budgets(budget, len(prompt_list))
+    texts = [build_prompt(tokenizer, p, fmt, system_prompt=system_prompt, chat_template=chat_template) for p in prompt_list]
+    sampling = _sampling_config(do_sample, temperature, top_p, top_k, min_p)
+    user_processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
+    context = _context_length(model)
+    device = getattr(model, "device", torch.device("cpu"))
+
+    results: list[BudgetedGeneration] = []
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    try:
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            chunk_budgets = budgets[start : start + batch_size]
+            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            prompt_len = enc["input_ids"].shape[1]
+            limit = max(token_allowance(b, markers, prompt_len, context, max_new_tokens) for b in chunk_budgets)
+            processor = BudgetForcingLogitsProcessor(
+                tokenizer, chunk_budgets, fmt, _PRE_WARPED if sampling else None
+            )
+            if isinstance(streamer, BudgetStreamer):
+                streamer.attach(processor)
+            # The sampler's warpers go before the budget processor so it decides on the real distribution;
+            # generate itself then samples at temperature 1 with no further truncation.
+            processors = LogitsProcessorList([*user_processors, *sampling_warpers(sampling), processor])
+            out = model.generate(
+                **enc,
+                logits_processor=processors,
+                max_new_tokens=limit,
+                do_sample=bool(sampling),
+                temperature=1.0 if sampling else None,
+                top_k=0 if sampling else None,
+                top_p=1.0 if sampling else None,
+                min_p=None,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=list(markers.stop_ids),
+                streamer=streamer,
+                **generate_kwargs,
+            )
+            new = out[:, prompt_len:].tolist()
+            for i, (ids, stats) in enumerate(zip(new, processor.stats(new))):
+                tracker = processor.trackers[i]
+                results.append(
+                    build_result(
+                        prompt_list[start + i], ids, stats, tracker.kinds, chunk_budgets[i],
+                        lambda t: tokenizer.decode(t, skip_special_tokens=False),
+                    )
+                )
+    finally:
+        tokenizer.padding_side = padding_side
+    return results
+
+
+# ---- streaming -----------------------------------------------------------------------------------------
+
+
+class ThoughtChunk(str):
+    """A piece of streamed text (a `str`, so it drops into code written for `TextIteratorStreamer`) that
+    also says what it is: `kind` is a `TokenKind` value ("thinking", "extrapolation", "cut", "marker",
+    "answer")."""
+
+    kind: str
+
+    def __new__(cls, text: str, kind: str) -> ThoughtChunk:
+        obj = super().__new__(cls, text)
+        obj.kind = kind
+        return obj
+
+    def __repr__(self) -> str:
+        return f"ThoughtChunk({str(self)!r}, kind={self.kind!r})"
+
+
+class BudgetStreamer(BaseStreamer):
+    """A streamer for budget-forced generation: iterate it (from another thread, like `TextIteratorStreamer`)
+    to receive `ThoughtChunk`s, each a `str` tagged with what it is, so a UI can show injected "Wait"s and
+    the forced cut. Give it to `generate_with_budget(..., streamer=...)`, or use `stream_with_budget`.
+
+    Args:
+        tokenizer: the tokenizer used for decoding.
+        timeout (`float`, *optional*): seconds to wait for the next chunk before `queue.Empty` is raised.
+    """
+
+    _END = object()
+
+    def __init__(self, tokenizer: Any, timeout: float | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.timeout = timeout
+        self.queue: Queue = Queue()
+        self.processor: BudgetForcingLogitsProcessor | None = None
+        self._prompt_seen = False
+        self._ids: list[int] = []
+        self._kind: str | None = None
+        self._sent = 0
+
+    def attach(self, processor: BudgetForcingLogitsProcessor) -> None:
+        self.processor = processor
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:  # generate() first sends the prompt
+            self._prompt_seen = True
+            return
+        if self.processor is None:
+            raise BudgetError("BudgetStreamer needs its processor: use it through generate_with_budget().")
+        for token in value.reshape(-1).tolist():
+            kind = self.processor.observe_streamed(0, token).value
+            if kind in (TokenKind.STOP.value, TokenKind.AFTER_STOP.value):
+                continue
+            if kind != self._kind:
+                self._flush(final=True)
+                self._ids, self._kind, self._sent = [], kind, 0
+            self._ids.append(token)
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        if not self._ids:
+            return
+        text = self.tokenizer.decode(self._ids, skip_special_tokens=False)
+        if not final and text.endswith("\ufffd"):  # a multi-byte character is still incomplete
+            return
+        if len(text) > self._sent:
+            self.queue.put(ThoughtChunk(text[self._sent :], self._kind))
+            self._sent = len(text)
+
+    def end(self) -> None:
+        self._flush(final=True)
+        self.queue.put(self._END)
+
+    def __iter__(self) -> Iterator[ThoughtChunk]:
+        while True:
+            item = self.queue.get(timeout=self.timeout)
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+def stream_with_budget(
+    model: Any, tokenizer: Any, prompt: Prompt, budget: ThinkingBudget, **kwargs: Any
+) -> Iterator[ThoughtChunk]:
+    """Stream one budget-forced generation as `ThoughtChunk`s. Takes `generate_with_budget`'s keyword
+    arguments. After the stream ends, the iterator's `result` attribute holds the `BudgetedGeneration`."""
+    streamer = BudgetStreamer(tokenizer, timeout=kwargs.pop("timeout", None))
+    holder: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            holder["result"] = generate_with_budget(model, tokenizer, prompt, budget, streamer=streamer, **kwargs)[0]
+        except BaseException as exc:  # surface errors to the consumer instead of hanging it
+            streamer.queue.put(exc)
+            streamer.queue.put(BudgetStreamer._END)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return _Stream(streamer, thread, holder)
+
+
+class _Stream:
+    def __init__(self, streamer: BudgetStreamer, thread: threading.Thread, holder: dict) -> None:
+        self._it = iter(streamer)
+        self._thread = thread
+        self._holder = holder
+
+    def __iter__(self) -> _Stream:
+        return self
+
+    def __next__(self) -> ThoughtChunk:
+        try:
+            return next(self._it)
+        except StopIteration:
+            self._thread.join()
+            raise
+
+    @property
+    def result(self) -> BudgetedGeneration | None:
+        return self._holder.get("result")

