@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run the test suite on real engines (transformers, vLLM on CPU, accelerate, Gradio in headless Chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_venv.sh
+# Browser tests drive Debian's Chromium (playwright cannot download its own browser here).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: chromium not installed"
+fi
+. .venv/bin/activate
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+exec python -m pytest -q "$@"
