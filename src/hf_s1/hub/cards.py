@@ -184,7 +184,8 @@ def load_eval_results(source: EvalSource | None) -> list[EvalRecord]:
             with a `"results"` list), a `.jsonl` file, or a folder whose `*.json` / `*.jsonl` files are read
             (recursively). Rows are either summaries (`benchmark`, `value`, optional `metric`, `budget`,
             `method`, `thinking_tokens`, `num_samples`, `dataset_id`, ...) or per-sample rows with a boolean
-            `correct`, aggregated into accuracy in percent per (benchmark, method, budget). A missing
+            `correct`, aggregated into accuracy in percent per (benchmark, method, run, budget). A folder written
+            by `hf-s1 eval` (`sweep.json` + `samples.jsonl`) is read as such. A missing
             `benchmark` is taken from the folder name when it names a known benchmark (e.g. `runs/math500`).
 
     Examples:
@@ -213,24 +214,52 @@ def load_eval_results(source: EvalSource | None) -> list[EvalRecord]:
     return records + _records_from_rows([(None, r) for r in rows], None)
 
 
+# The layout `hf-s1 eval` writes: `sweep.json` (manifest, names the benchmark) + `samples.jsonl` (one row per
+# sample); its `summary.*` files are derived from them and are not read again.
+_SWEEP_MANIFEST, _SWEEP_SAMPLES = "sweep.json", "samples.jsonl"
+
+
+def _read_json_rows(f: Path) -> list[Mapping[str, Any]]:
+    text = f.read_text(encoding="utf-8")
+    try:
+        if f.suffix == ".jsonl":
+            # A sweep killed mid-write may leave a torn last line; the finished rows stand.
+            lines = [line for line in text.splitlines() if line.strip()]
+            data = []
+            for i, line in enumerate(lines):
+                try:
+                    data.append(json.loads(line))
+                except json.JSONDecodeError:
+                    if i != len(lines) - 1:
+                        raise
+        else:
+            data = json.loads(text)
+            data = data.get("results", [data]) if isinstance(data, Mapping) else data
+    except json.JSONDecodeError as exc:
+        raise HubInputError(f"{f} is not valid JSON ({exc}).") from None
+    return [r for r in data if isinstance(r, Mapping)]
+
+
 def _read_rows(path: Path) -> list[tuple[Path, Mapping[str, Any]]]:
     if not path.exists():
         raise HubInputError(f"evaluation results path {str(path)!r} does not exist: pass the run's output folder or file.")
-    files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl")) if path.is_dir() else [path]
-    if not files:
-        raise HubInputError(f"no *.json or *.jsonl evaluation files under {str(path)!r}.")
+    if path.is_file():
+        return [(path, r) for r in _read_json_rows(path)]
     rows: list[tuple[Path, Mapping[str, Any]]] = []
-    for f in files:
-        text = f.read_text(encoding="utf-8")
-        try:
-            if f.suffix == ".jsonl":
-                data = [json.loads(line) for line in text.splitlines() if line.strip()]
-            else:
-                data = json.loads(text)
-                data = data.get("results", [data]) if isinstance(data, Mapping) else data
-        except json.JSONDecodeError as exc:
-            raise HubInputError(f"{f} is not valid JSON ({exc}).") from None
-        rows += [(f, r) for r in data if isinstance(r, Mapping)]
+    sweeps = sorted(m.parent for m in path.rglob(_SWEEP_MANIFEST))
+    for run in sweeps:
+        manifest = _read_json_rows(run / _SWEEP_MANIFEST)
+        bench = manifest[0].get("benchmark") if manifest else None
+        samples = run / _SWEEP_SAMPLES
+        for r in _read_json_rows(samples) if samples.is_file() else []:
+            rows.append((samples, {"benchmark": bench, **r} if bench and "benchmark" not in r else r))
+    others = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl")
+                    and not any(run == p.parent or run in p.parents for run in sweeps))
+    for f in others:
+        rows += [(f, r) for r in _read_json_rows(f)]
+    if not rows:
+        raise HubInputError(f"no evaluation rows under {str(path)!r}: pass a sweep folder (sweep.json + samples.jsonl) "
+                            f"or *.json / *.jsonl result files.")
     return rows
 
 
@@ -254,7 +283,8 @@ def _records_from_rows(rows: Sequence[tuple[Path | None, Mapping[str, Any]]], ro
         if bench is None:
             raise HubInputError(f"a row of the {where} evaluation results names no benchmark: add a 'benchmark' field.")
         if "correct" in row:  # per-sample row
-            key = (bench, row.get("method"), json.dumps(row.get("budget"), sort_keys=True), row.get("dataset_id"))
+            key = (bench, row.get("method"), row.get("run"), json.dumps(row.get("budget"), sort_keys=True),
+                   row.get("dataset_id"))
             groups[key].append(row)
             continue
         fields = {k: v for k, v in row.items() if k in _RECORD_KEYS}
@@ -265,7 +295,7 @@ def _records_from_rows(rows: Sequence[tuple[Path | None, Mapping[str, Any]]], ro
         fields["benchmark"] = bench
         fields["budget"] = _budget_of(row.get("budget"), bench)
         records.append(EvalRecord(**fields))
-    for (bench, method, budget_json, dataset_id), group in groups.items():
+    for (bench, method, _run, budget_json, dataset_id), group in groups.items():
         correct = [bool(r["correct"]) for r in group]
         tokens = [r["thinking_tokens"] for r in group if isinstance(r.get("thinking_tokens"), (int, float))]
         records.append(EvalRecord(
