@@ -31,6 +31,7 @@ __all__ = [
     "BudgetStreamer",
     "ThoughtChunk",
     "sampling_warpers",
+    "s1_reference_generate",
 ]
 
 BudgetLike = Union[ThinkingBudget, Mapping[str, Any], Sequence[Union[ThinkingBudget, Mapping[str, Any]]]]
@@ -457,3 +458,47 @@ class _Stream:
     @property
     def result(self) -> BudgetedGeneration | None:
         return self._holder.get("result")
+
+
+# ---- s1's multi-call loop, for comparison ---------------------------------------------------------------
+
+
+def s1_reference_generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Prompt],
+    budget: BudgetLike,
+    *,
+    think_format: str | ThinkFormat | None = None,
+    system_prompt: str | None = None,
+    answer_tokens: int = 512,
+) -> list[BudgetedGeneration]:
+    """Budget forcing the way s1's reference runs it: one prompt at a time, one greedy `generate` call per
+    round, each re-reading prompt + thinking. For comparison and benchmarks only; greedy decoding yields the
+    same token ids as `generate_with_budget`."""
+    from ..reference import s1_loop
+
+    fmt = get_format(think_format, tokenizer)
+    markers = marker_tokens(tokenizer, fmt)
+    budgets = per_row_budgets(budget, len(prompts))
+    device = getattr(model, "device", torch.device("cpu"))
+
+    def complete(ids: list[int], max_new: int, stop: Sequence[int]) -> list[int]:
+        out = model.generate(
+            torch.tensor([ids], device=device), attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=device),
+            max_new_tokens=max_new, do_sample=False, eos_token_id=list(stop), pad_token_id=markers.stop_ids[0],
+        )
+        return out[0, len(ids):].tolist()
+
+    results = []
+    for prompt, b in zip(prompts, budgets):
+        text = build_prompt(tokenizer, prompt, fmt, system_prompt=system_prompt)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        gen, stats = s1_loop(complete, ids, b, markers, answer_tokens=answer_tokens)
+        tracker = BudgetTracker(b, markers)  # labels tokens for the result; counts come from the loop
+        tracker.start(ids)
+        tracker.finish(gen)
+        stats.thinking_span, stats.answer_span = tracker.stats.thinking_span, tracker.stats.answer_span
+        results.append(build_result(prompt, gen, stats, tracker.kinds, b,
+                                    lambda t: tokenizer.decode(t, skip_special_tokens=False)))
+    return results

@@ -1,0 +1,121 @@
+"""Speed of budget forcing on transformers, measured side by side in one run.
+
+P1: budget-forced generate / plain generate, same number of new tokens, bs 1 and bs 8 (target <= 1.03).
+P2: s1's multi-call loop (one prompt at a time) / hf-s1 single pass, 8 prompts, 4 Waits, same tokens
+    (target >= 2x), and a batched multi-round loop / single pass.
+
+    python bench/bench_transformers.py [--tokens 128] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+from transformers import LogitsProcessorList
+
+from hf_s1 import ThinkingBudget, load_default_model
+from hf_s1.engines.transformers import BudgetForcingLogitsProcessor, generate_with_budget, s1_reference_generate
+from hf_s1.formats import marker_tokens
+from hf_s1.prompts import build_prompt
+
+QUESTIONS = [
+    "What is 17 * 23?", "Is 221 prime?", "What is 2 + 3?", "Name a prime number larger than 10.",
+    "What is the square root of 144?", "How many legs does a spider have?", "What is 9 squared?",
+    "Solve for x: 2x = 10.",
+]
+
+
+def timed(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+def p1(model, tokenizer, batch, tokens, repeats):
+    texts = [build_prompt(tokenizer, q, marker_tokens and __import__("hf_s1").S1_FORMAT) for q in QUESTIONS[:batch]]
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    # A minimum no row reaches: every end is replaced, so each row generates exactly `tokens` new tokens.
+    budget = ThinkingBudget(min_thinking_tokens=10**6)
+
+    def plain():
+        return model.generate(**enc, max_new_tokens=tokens, do_sample=False, eos_token_id=None, pad_token_id=2)
+
+    def forced():
+        proc = BudgetForcingLogitsProcessor(tokenizer, budget)
+        return model.generate(**enc, max_new_tokens=tokens, do_sample=False, eos_token_id=None, pad_token_id=2,
+                              logits_processor=LogitsProcessorList([proc]))
+
+    plain()  # warm-up
+    a, b = [], []
+    for _ in range(repeats):  # interleaved so that drifts in machine load hit both sides
+        a.append(timed(plain, 1)[0])
+        b.append(timed(forced, 1)[0])
+    n_new = forced().shape[1] - enc["input_ids"].shape[1]
+    assert n_new == tokens
+    return statistics.median(a), statistics.median(b)
+
+
+def batched_loop(model, tokenizer, budget):
+    """s1's loop, batched: every round generates for all rows still thinking, then appends Wait to the rows
+    that tried to stop (each round re-reads prompt + thinking). Rows are done once their waits are spent."""
+    fmt = __import__("hf_s1").S1_FORMAT
+    m = marker_tokens(tokenizer, fmt)
+    ends = [*m.stop_ids, m.think_end[0]]
+    rows = [tokenizer(build_prompt(tokenizer, q, fmt), add_special_tokens=False)["input_ids"] for q in QUESTIONS]
+    counts = [0] * len(rows)
+    for round_ in range(budget.num_waits + 1):
+        left = [budget.max_thinking_tokens - c for c in counts]
+        active = [i for i in range(len(rows)) if left[i] > 0]
+        if not active:
+            break
+        enc = tokenizer.pad({"input_ids": [rows[i] for i in active]}, return_tensors="pt", padding_side="left")
+        out = model.generate(**enc, max_new_tokens=max(left[i] for i in active), do_sample=False,
+                             eos_token_id=ends, pad_token_id=2)
+        for j, i in enumerate(active):
+            new = [t for t in out[j, enc["input_ids"].shape[1]:].tolist()]
+            stop = next((k for k, t in enumerate(new) if t in ends), None)
+            body = new[: stop if stop is not None else left[i]][: left[i]]
+            rows[i] = rows[i] + body
+            counts[i] += len(body)
+            if stop is not None and round_ < budget.num_waits:
+                rows[i] += m.encode("Wait")
+                counts[i] += 1
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+    model, tokenizer = load_default_model()
+    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    for bs in (1, 8):
+        plain, forced = p1(model, tokenizer, bs, args.tokens, args.repeats)
+        print(f"P1 bs={bs} tokens={args.tokens}: plain {plain:.2f}s  forced {forced:.2f}s  ratio {forced / plain:.3f}")
+
+    budget = ThinkingBudget(max_thinking_tokens=256, num_waits=4, max_answer_tokens=32)
+    t_single, single = timed(lambda: generate_with_budget(model, tokenizer, QUESTIONS, budget), 1)
+    t_loop, loop = timed(lambda: s1_reference_generate(model, tokenizer, QUESTIONS, budget), 1)
+    t_batched, _ = timed(lambda: batched_loop(model, tokenizer, budget), 1)
+    same = all(a.token_ids == b.token_ids for a, b in zip(single, loop))
+    tokens = sum(len(r.token_ids) for r in single)
+    waits = sum(r.waits for r in single)
+    print(f"P2 8 prompts, num_waits=4 ({waits} waits, {tokens} tokens, identical ids: {same}): "
+          f"single pass {t_single:.1f}s, s1 loop {t_loop:.1f}s ({t_loop / t_single:.2f}x), "
+          f"batched multi-round loop {t_batched:.1f}s ({t_batched / t_single:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
