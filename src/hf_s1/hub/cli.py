@@ -69,7 +69,7 @@ def _pull(args: argparse.Namespace) -> int:
     from .pull import pull_snapshot
 
     folder = pull_snapshot(args.source, repo_type=args.repo_type, revision=args.revision, local_dir=args.local_dir,
-                           local_files_only=args.offline, endpoint=args.endpoint)
+                           local_files_only=args.offline, endpoint=args.endpoint, cache_dir=args.cache_dir)
     policy = BudgetPolicy.load(folder) if args.repo_type == "model" else None
     if args.json:
         print(json.dumps({"path": str(folder), "policy": policy.to_dict() if policy else None}))
@@ -143,6 +143,7 @@ def add_hub_subcommands(subparsers: argparse._SubParsersAction) -> None:
     pull.add_argument("--revision", default=None, help="branch, tag or commit hash to pin")
     pull.add_argument("--local-dir", default=None, help="also copy the files into this new or empty folder")
     pull.add_argument("--offline", action="store_true", help="use the local cache only")
+    pull.add_argument("--cache-dir", default=None, help="another Hugging Face cache folder")
     pull.add_argument("--endpoint", default=None, help="another Hub endpoint")
     pull.add_argument("--json", action="store_true", help="print {path, policy} as JSON")
     pull.set_defaults(func=_guarded(_pull))

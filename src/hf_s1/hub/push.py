@@ -162,6 +162,8 @@ def _generation_config(folder: Path, policy: BudgetPolicy) -> bytes | None:
         except (OSError, ValueError):
             return None  # not a transformers folder: thinking_budget.json alone carries the policy
     data[GENERATION_CONFIG_KEY] = policy.to_dict()
+    # A config marked as derived from config.json is rebuilt from it at load time, which would drop the policy.
+    data.pop("_from_model_config", None)
     return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
