@@ -1,0 +1,96 @@
+"""Eight simultaneous gradio_client clients against the Space: each gets its own question's answer, exactly as
+the engine computes it alone, within its own budget, while the queue keeps at most `concurrency` running."""
+
+import importlib.util
+import socket
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from hf_s1 import ThinkingBudget
+from hf_s1.engines.transformers import generate_with_budget
+
+SPACES = Path(__file__).resolve().parents[1] / "spaces"
+CONCURRENCY = 2
+# question, min thinking tokens, max thinking tokens, number of Waits
+REQUESTS = [
+    ("What is 12 * 7?", 4, 12, 2),
+    ("What is 15% of 80?", 0, 8, 1),
+    ("Solve for x: 3x + 5 = 20.", 6, 16, 0),
+    ("What is 9 squared?", 2, 10, 1),
+    ("How many sides does a hexagon have?", 0, 6, 0),
+    ("What is 100 divided by 4?", 8, 14, 2),
+    ("What is the next prime after 7?", 0, 12, 1),
+    ("What is 2 to the power 5?", 3, 9, 1),
+]
+ANSWER_TOKENS = 8
+
+
+def load_app():
+    sys.path.insert(0, str(SPACES))
+    spec = importlib.util.spec_from_file_location("hf_s1_space_app", SPACES / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def served(model, tokenizer):
+    import torch
+
+    app = load_app()
+    from space_settings import SpaceSettings
+
+    # One intra-op thread per generation (as the Space sets on CPU) keeps greedy fp32 results identical to
+    # the reference runs below and keeps two concurrent generations from oversubscribing the cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    settings = SpaceSettings(max_thinking_tokens=32, max_answer_tokens=ANSWER_TOKENS, concurrency=CONCURRENCY,
+                             queue_size=16)
+    runtime = app.SpaceRuntime(model, tokenizer, settings)
+    demo = app.build_demo(runtime)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", runtime
+    finally:
+        demo.close()
+        torch.set_num_threads(threads)
+
+
+def test_eight_clients_get_their_own_bounded_answers(served, model, tokenizer):
+    from gradio_client import Client
+
+    url, runtime = served
+
+    def ask(request):
+        question, low, high, waits = request
+        client = Client(url, verbose=False)
+        return client.predict(question, [], [], low, high, waits, "Wait", "", 0, False, api_name="/ask")
+
+    with ThreadPoolExecutor(len(REQUESTS)) as pool:
+        replies = list(pool.map(ask, REQUESTS))
+
+    for (question, low, high, waits), (chat, _, meter, details) in zip(REQUESTS, replies):
+        got = details["forced"]
+        assert low <= got["thinking_tokens"] <= high, (question, got)
+        assert got["budget"]["max_thinking_tokens"] == high and got["budget"]["num_waits"] == waits
+        # No cross-talk between clients (gradio 6 sends message content as a list of typed parts).
+        content = chat[0]["content"]
+        text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+        assert chat[0]["role"] == "user" and text == question
+        assert f"{got['thinking_tokens']} / {high} thinking tokens" in meter
+        # The answer the engine gives this question alone, with the same budget, greedy.
+        budget = ThinkingBudget(min_thinking_tokens=low, max_thinking_tokens=high, num_waits=waits,
+                                max_answer_tokens=ANSWER_TOKENS)
+        ref = generate_with_budget(model, tokenizer, question, budget)[0]
+        assert (got["thinking_tokens"], got["waits"], got["capped"], got["answer"]) == (
+            ref.thinking_tokens, ref.waits, ref.capped, ref.answer), question
+        assert got["answer_tokens"] <= ANSWER_TOKENS
+
+    assert runtime.completed == len(REQUESTS)
+    assert 1 <= runtime.peak_in_flight <= CONCURRENCY  # the queue bounded the running generations
