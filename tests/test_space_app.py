@@ -142,3 +142,30 @@ def test_runtime_refuses_a_custom_string_that_would_end_generation(model, tokeni
     with pytest.raises(BudgetError, match="end-of-sequence"):
         runtime.check_budget(budget)
     runtime.check_budget(budget_from_controls(runtime.settings, 0, 16, 1, "Hmm"))  # a fine one passes
+
+
+def test_staged_space_is_self_contained(tmp_path):
+    import subprocess
+
+    from huggingface_hub import SpaceCard
+
+    spec = importlib.util.spec_from_file_location("hf_s1_space_deploy", SPACES / "deploy.py")
+    deploy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(deploy)
+    out = deploy.stage_space(tmp_path / "space")
+    assert {p.name for p in out.iterdir()} == {*deploy.SPACE_FILES, "hf_s1"}
+    assert (out / "hf_s1" / "budget.py").is_file() and not list(out.rglob("__pycache__"))
+    card = SpaceCard.load(out / "README.md").data
+    assert (card.sdk, card.app_file) == ("gradio", "app.py")
+    import gradio
+
+    assert card.sdk_version == gradio.__version__  # the version these tests ran against
+    # A Space runs app.py from its folder: `import hf_s1` must find the staged copy, not an installed one.
+    found = subprocess.run([sys.executable, "-c", "import hf_s1; print(hf_s1.__file__)"], cwd=out,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(found).resolve() == (out / "hf_s1" / "__init__.py").resolve()
+    requirements = [line for line in (out / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
+    assert any(line.startswith("transformers") for line in requirements)
+    assert not any("hf-s1" in line or "hf_s1" in line for line in requirements)
+    with pytest.raises(ValueError, match="outside spaces/"):
+        deploy.stage_space(SPACES / "build")
