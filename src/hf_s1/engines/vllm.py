@@ -15,8 +15,8 @@ only feeds each row's `BudgetTracker` the tokens vLLM appended and turns its act
 
 Per-request settings travel in `SamplingParams.extra_args` (over HTTP: `"vllm_xargs"`):
 
-- `"thinking_budget"`: a mapping of `ThinkingBudget` fields, e.g. `{"max_thinking_tokens": 512, "num_waits": 2}`.
-  `{}` means the default budget (thinking is opened and closed properly, no bounds). Requests without the key are
+- `"thinking_budget"`: a mapping of `ThinkingBudget` fields, e.g. `{"max_thinking_tokens": 512, "num_waits": 2}`,
+  or the same as a JSON string (`vllm_xargs` values must be flat over HTTP). `{}` means the default budget (thinking is opened and closed properly, no bounds). Requests without the key are
   left untouched, unless the server sets `HF_S1_DEFAULT_THINKING_BUDGET` (a JSON budget for them).
 - `"think_format"`: `"s1"` (default) or `"r1"`.
 """
@@ -97,7 +97,8 @@ BudgetLike = Union[ThinkingBudget, Mapping[str, Any], Sequence[Union[ThinkingBud
 def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None:
     """The budget and think format a request asks for, or `None` when it asks for none.
 
-    Reads `params.extra_args[BUDGET_KEY]` (a mapping of `ThinkingBudget` fields; `{}` for the defaults) and
+    Reads `params.extra_args[BUDGET_KEY]` (a mapping of `ThinkingBudget` fields or its JSON string; `{}` for the
+    defaults) and
     `params.extra_args[FORMAT_KEY]` (`"s1"` or `"r1"`, default `"s1"`). Without a budget key, the JSON budget in
     the `HF_S1_DEFAULT_THINKING_BUDGET` environment variable applies when it is set.
 
@@ -115,6 +116,8 @@ def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None
     >>> budget, fmt = budget_from_params(SamplingParams(extra_args={"thinking_budget": {"max_thinking_tokens": 64}}))
     >>> budget.max_thinking_tokens, fmt.name
     (64, 's1')
+    >>> budget_from_params(SamplingParams(extra_args={"thinking_budget": '{"num_waits": 2}'}))[0].num_waits
+    2
     >>> budget_from_params(SamplingParams()) is None
     True
     >>> budget_from_params(SamplingParams(extra_args={"thinking_budget": {"max_thinking_tokens": -1}}))
@@ -137,6 +140,11 @@ def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None
             raw = json.loads(default)
         except json.JSONDecodeError as exc:
             raise BudgetError(f"{where} must hold a JSON object of ThinkingBudget fields: {exc}.") from None
+    if isinstance(raw, str):  # over HTTP, vllm_xargs values are flat: the budget comes as a JSON object string
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BudgetError(f"{where} must be a JSON object of ThinkingBudget fields: {exc}.") from None
     fmt_name = extra.get(FORMAT_KEY, "s1")
     if not isinstance(fmt_name, str):
         raise BudgetError(f"extra_args[{FORMAT_KEY!r}] must be 's1' or 'r1', got {fmt_name!r}.")
@@ -266,7 +274,8 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
     `vllm serve MODEL --logits-processors hf_s1.engines.vllm:BudgetForcingLogitsProcessor`) and give each request
     its budget in `SamplingParams.extra_args` (`vllm_xargs` over HTTP):
 
-    - `"thinking_budget"`: `ThinkingBudget` fields, e.g. `{"max_thinking_tokens": 512, "num_waits": 2}`;
+    - `"thinking_budget"`: `ThinkingBudget` fields, e.g. `{"max_thinking_tokens": 512, "num_waits": 2}`, or their
+      JSON string (as `vllm_xargs` over HTTP needs);
     - `"think_format"`: `"s1"` (default) or `"r1"`.
 
     Requests without a budget are not touched. A malformed budget is refused by `validate_params` when the
