@@ -124,6 +124,7 @@ def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None
     Traceback (most recent call last):
     ...
     hf_s1.budget.BudgetError: extra_args['thinking_budget']: max_thinking_tokens must be >= 0, got -1.
+
     ```
     """
     extra = getattr(params, "extra_args", None) or {}
@@ -304,6 +305,7 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
     Traceback (most recent call last):
     ...
     hf_s1.budget.BudgetError: extra_args['thinking_budget']: unknown thinking-budget field(s) ['waits']; ...
+
     ```
     """
 

@@ -1,0 +1,146 @@
+"""The vLLM engine on the real vLLM (CPU build) and the real SmolLM2-135M-Instruct: parity with the transformers
+engine, budget bounds, per-request validation, rows without a budget, and s1's multi-call loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hf_s1 import BudgetError, ThinkingBudget
+
+from vllm import SamplingParams
+from vllm.exceptions import VLLMValidationError
+from vllm.inputs import TokensPrompt
+
+from hf_s1.engines import transformers as hf_engine
+from hf_s1.engines import vllm as vllm_engine
+
+QUESTIONS = [
+    "What is 2+3?",
+    "Name a prime number larger than 10.",
+    "What is the capital of France?",
+    "Explain gravity briefly.",
+    "How many legs does a spider have?",
+    "What is 12*12?",
+    "Is 17 prime?",
+    "Say hello.",
+]
+
+TELEMETRY = ("token_ids", "text", "thinking", "answer", "thinking_tokens", "answer_tokens", "waits", "capped",
+             "finish_reason", "kinds")
+
+
+@pytest.fixture(scope="module")
+def llm(default_model_dir):
+    return vllm_engine.load_llm(default_model_dir, max_num_seqs=32, max_model_len=1024)
+
+
+def test_parity_with_transformers_greedy_fp32(llm, model, tokenizer):
+    # Mixed per-request budgets: an immediate answer, cuts, waits, a lower bound that forces extension.
+    budgets = [
+        ThinkingBudget(max_thinking_tokens=m, min_thinking_tokens=lo, num_waits=w, max_answer_tokens=6)
+        for m, lo, w in [(0, 0, 0), (8, 0, 0), (24, 12, 1), (28, 0, 2), (16, 16, 0), (32, 0, 3), (20, 0, 0), (28, 20, 1)]
+    ]
+    got = vllm_engine.generate_with_budget(llm, QUESTIONS, budgets)
+    want = hf_engine.generate_with_budget(model, tokenizer, QUESTIONS, budgets, batch_size=8)
+    assert len(got) == len(want) == 8
+    for g, w in zip(got, want):
+        for name in TELEMETRY:
+            assert getattr(g, name) == getattr(w, name), (name, g.prompt)
+        assert g.budget == w.budget
+    # The mix really exercised the machinery.
+    assert sum(r.waits for r in got) >= 3
+    assert any(r.capped for r in got) and any(not r.capped for r in got)
+    assert got[0].thinking_tokens == 0 and "<|im_start|>answer\nFinal Answer:" in got[0].text
+
+
+@pytest.mark.parametrize("do_sample", [False, True], ids=["greedy", "sampled"])
+def test_control_is_100_percent(llm, do_sample):
+    # Lower bounds far beyond the model's natural thinking length (a few tokens), upper bound 0, tight windows.
+    windows = [(0, 0), (24, 32), (16, 16), (0, 4), (12, 20), (28, 28), (0, 1), (5, 8)]
+    budgets = [
+        ThinkingBudget(max_thinking_tokens=hi, min_thinking_tokens=lo, max_answer_tokens=4)
+        for _ in range(4) for lo, hi in windows
+    ]
+    prompts = [QUESTIONS[i % len(QUESTIONS)] for i in range(len(budgets))]
+    out = vllm_engine.generate_with_budget(llm, prompts, budgets, do_sample=do_sample, temperature=1.0, seed=0)
+    assert len(out) == 32
+    inside = [b.min_thinking_tokens <= r.thinking_tokens <= b.max_thinking_tokens for r, b in zip(out, budgets)]
+    assert all(inside), [(r.thinking_tokens, b.min_thinking_tokens, b.max_thinking_tokens) for r, b in zip(out, budgets)]
+    assert all(r.finish_reason == "stop" and r.answer_tokens <= 4 for r in out)
+    # Extension really happened: rows with a high minimum needed injected "Wait"s (a sampled row may also
+    # simply think on past the minimum, so count over all such rows).
+    assert sum(r.waits for r, b in zip(out, budgets) if b.min_thinking_tokens >= 24) >= 4
+
+
+def test_sampled_rows_honour_num_waits_and_cap(llm):
+    budget = ThinkingBudget(max_thinking_tokens=32, num_waits=2, max_answer_tokens=2)
+    out = vllm_engine.generate_with_budget(llm, QUESTIONS, budget, do_sample=True, temperature=0.8, top_p=0.95,
+                                           top_k=50, seed=1)
+    for r in out:
+        assert r.thinking_tokens <= 32
+        # Either the cap came first, or the model's first two ends were replaced by "Wait".
+        assert r.capped or r.waits == 2
+        assert r.text.count("Wait") >= r.waits
+
+
+def test_rows_without_budget_are_untouched(llm, model, tokenizer):
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2+3?"}], tokenize=False,
+                                         add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    plain = SamplingParams(max_tokens=12, temperature=0.0)
+    budgeted = SamplingParams(max_tokens=12, temperature=0.0, extra_args={"thinking_budget": {"max_thinking_tokens": 3}})
+    outs = llm.generate([TokensPrompt(prompt_token_ids=ids)] * 2, [plain, budgeted], use_tqdm=False)
+    reference = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)[0, len(ids):].tolist()
+    untouched = list(outs[0].outputs[0].token_ids)
+    assert untouched == reference[: len(untouched)]
+    forced = tokenizer.decode(outs[1].outputs[0].token_ids, skip_special_tokens=False)
+    assert forced.startswith("<|im_start|>think") and "<|im_start|>answer" in forced
+
+
+def test_malformed_budget_fails_alone(llm, default_model_dir, tokenizer):
+    ids = tokenizer("Hello", add_special_tokens=False)["input_ids"]
+    bad = SamplingParams(max_tokens=4, extra_args={"thinking_budget": {"max_thinking_tokens": 5, "min_thinking_tokens": 9}})
+    # vLLM wraps validate_params' ValueError into its own validation error (HTTP 400 on the server).
+    with pytest.raises(VLLMValidationError, match="min_thinking_tokens"):
+        llm.generate([TokensPrompt(prompt_token_ids=ids)], bad, use_tqdm=False)
+    with pytest.raises(VLLMValidationError, match="think_format"):
+        llm.generate([TokensPrompt(prompt_token_ids=ids)],
+                     SamplingParams(max_tokens=4, extra_args={"thinking_budget": {}, "think_format": 3}), use_tqdm=False)
+    # The engine goes on.
+    ok = vllm_engine.generate_with_budget(llm, "What is 2+3?", ThinkingBudget(max_thinking_tokens=4, max_answer_tokens=2))
+    assert ok[0].thinking_tokens == 4 and ok[0].capped
+
+
+def test_generate_with_budget_rejects_bad_input(llm):
+    with pytest.raises(BudgetError, match="vllm.LLM"):
+        vllm_engine.generate_with_budget(object(), "hi", ThinkingBudget())
+    with pytest.raises(BudgetError, match="one ThinkingBudget per prompt"):
+        vllm_engine.generate_with_budget(llm, ["a", "b"], [ThinkingBudget()] * 3)
+    with pytest.raises(BudgetError, match="temperature"):
+        vllm_engine.generate_with_budget(llm, "a", ThinkingBudget(), do_sample=True, temperature=0)
+    with pytest.raises(BudgetError, match="context"):
+        vllm_engine.generate_with_budget(llm, "a", ThinkingBudget(max_thinking_tokens=5000))
+
+
+def test_s1_loop_on_vllm_matches_single_pass(llm):
+    budget = ThinkingBudget(max_thinking_tokens=24, num_waits=2, max_answer_tokens=4)
+    loop = vllm_engine.s1_reference_generate(llm, QUESTIONS[:2], budget)
+    single = vllm_engine.generate_with_budget(llm, QUESTIONS[:2], budget)
+    for a, b in zip(loop, single):
+        assert a.token_ids == b.token_ids
+        assert (a.thinking_tokens, a.waits, a.capped) == (b.thinking_tokens, b.waits, b.capped)
+    assert sum(r.waits for r in single) >= 2
+
+
+def test_sampler_probabilities_match_transformers_warpers():
+    from transformers import GenerationConfig
+
+    torch.manual_seed(0)
+    scores = torch.randn(3, 500) * 3
+    settings = [(0.7, 0, 0.9), (1.3, 20, 1.0), (1.0, 5, 0.5)]
+    got = vllm_engine._sampler_probabilities(scores.clone(), [vllm_engine._Sampling(t, k, p, 0.0) for t, k, p in settings])
+    for row, (t, k, p) in enumerate(settings):
+        warpers = hf_engine.sampling_warpers(GenerationConfig(do_sample=True, temperature=t, top_k=k, top_p=p))
+        want = torch.softmax(warpers(None, scores[row : row + 1].clone()), dim=-1)[0]
+        torch.testing.assert_close(got[row], want, atol=1e-6, rtol=1e-5)
