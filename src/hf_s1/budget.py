@@ -319,6 +319,11 @@ class BudgetTracker:
         return len(self.kinds)
 
     @property
+    def last_token(self) -> int | None:
+        """The last token seen, prompt included."""
+        return self._last_token
+
+    @property
     def done(self) -> bool:
         return self._phase is _Phase.DONE
 

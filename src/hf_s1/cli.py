@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true", help="one JSON object per prompt")
     _budget_args(gen)
     gen.set_defaults(func=_generate)
+    # Each capability registers its own sub-commands.
+    from .data.cli import add_curate_subcommand
+    from .eval.cli import add_eval_subcommands
+    from .hub.cli import add_hub_subcommands
+
+    add_curate_subcommand(sub)
+    add_eval_subcommands(sub)
+    add_hub_subcommands(sub)
     return parser
 
 

@@ -138,15 +138,26 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         batch, length = input_ids.shape
-        if not self.trackers or batch != len(self.trackers) or length != self._length + 1:
-            self._begin(input_ids)
-        else:
+        continuing = bool(self.trackers) and batch == len(self.trackers) and length == self._length + 1
+        if continuing:
+            # Each row must extend the sequence its tracker saw; otherwise this is a new generate() call,
+            # or rows were reordered (beam search), which a per-row state machine cannot follow.
+            tail = input_ids[:, -2:].tolist()
             generated = length - self._prompt_len
-            pending = [i for i, t in enumerate(self.trackers) if t.num_generated < generated]
-            if pending:
-                last = input_ids[pending, -1].tolist()
-                for i, tok in zip(pending, last):
-                    self.trackers[i].observe(tok)
+            matches = [
+                t.last_token == (prev if t.num_generated < generated else new)
+                for t, (prev, new) in zip(self.trackers, tail)
+            ]
+            if all(matches):
+                for tracker, row in zip(self.trackers, tail):
+                    if tracker.num_generated < generated:
+                        tracker.observe(row[1])
+            elif any(matches):
+                raise BudgetError("batch rows were reordered between steps (beam search?): use num_beams=1.")
+            else:
+                continuing = False
+        if not continuing:
+            self._begin(input_ids)
         self._length = length
         return apply_actions(scores, self.trackers, lambda row: self.do_sample, self._probabilities(input_ids))
 
