@@ -202,6 +202,9 @@ def test_push_model_to_local_folder_is_all_or_nothing(model_folder, tmp_path):
     (taken / "keep.txt").write_text("mine")
     with pytest.raises(HubConflictError, match="not empty"):
         push_model(model_folder, taken, budget=BUDGET)
+    with pytest.raises(HubInputError, match="apply to Hub repos"):
+        push_model(model_folder, tmp_path / "new", budget=BUDGET, revision="dev")
+    assert not (tmp_path / "new").exists()
     assert [p.name for p in taken.iterdir()] == ["keep.txt"] and (taken / "keep.txt").read_text() == "mine"
 
     plan = push_model(model_folder, tmp_path / "published", budget=BUDGET, ignore_patterns=["tokenizer.json"])

@@ -285,6 +285,8 @@ def push_model(
 
 
 def _execute(plan: PushPlan, *, token: Union[str, bool, None], endpoint: str | None, dry_run: bool) -> PushPlan:
+    if plan.local and (plan.revision or plan.create_pr):
+        raise HubInputError(f"revision= and create_pr= apply to Hub repos; {plan.target!r} is a local folder target.")
     if dry_run:
         return plan
     plan.dry_run = False
