@@ -12,9 +12,12 @@ from ..data.formatting import format_s1k
 from ..data.loading import DataError, load_s1k
 from .chat_template import training_chat_template
 
-__all__ = ["S1KScriptArguments", "StopAfterStepsCallback", "prepare_tokenizer", "build_train_dataset", "run_sft"]
+__all__ = ["EMBEDDED_MODEL", "S1KScriptArguments", "StopAfterStepsCallback", "prepare_tokenizer", "build_train_dataset", "run_sft"]
 
 logger = logging.getLogger(__name__)
+
+# `model_name_or_path: embedded` trains the offline SmolLM2-135M-Instruct copy (hf_s1.default_model_path()).
+EMBEDDED_MODEL = "embedded"
 
 
 @dataclass
@@ -96,6 +99,11 @@ def build_train_dataset(script_args: S1KScriptArguments):
                       system_prompt=script_args.system_prompt)
 
 
+def _trust_remote_code(training_args: Any, model_args: Any) -> bool:
+    # TRL 1.x keeps this flag on SFTConfig; older releases kept it on ModelConfig.
+    return bool(getattr(training_args, "trust_remote_code", False) or getattr(model_args, "trust_remote_code", False))
+
+
 def run_sft(script_args: S1KScriptArguments, training_args: Any, model_args: Any):
     """Train with TRL's `SFTTrainer`, loss on the assistant turn (think + answer + end-of-turn) only.
 
@@ -112,15 +120,19 @@ def run_sft(script_args: S1KScriptArguments, training_args: Any, model_args: Any
 
     if not model_args.model_name_or_path:
         raise DataError("set model_name_or_path (a Hub id or a local folder) in the YAML config or on the command line.")
+    if model_args.model_name_or_path == EMBEDDED_MODEL:
+        from ..models import default_model_path
+
+        model_args.model_name_or_path = str(default_model_path())
     if not training_args.assistant_only_loss:
         logger.warning("assistant_only_loss is off: the loss also covers the system and user turns (s1 trains "
                        "on the assistant turn only).")
     init_kwargs = dict(revision=model_args.model_revision, attn_implementation=model_args.attn_implementation,
-                       dtype=model_args.dtype, trust_remote_code=model_args.trust_remote_code)
+                       dtype=model_args.dtype, trust_remote_code=_trust_remote_code(training_args, model_args))
     training_args.model_init_kwargs = {**{k: v for k, v in init_kwargs.items() if v is not None},
                                        **(training_args.model_init_kwargs or {})}
     tokenizer = prepare_tokenizer(model_args.model_name_or_path, revision=model_args.model_revision,
-                                  trust_remote_code=model_args.trust_remote_code)
+                                  trust_remote_code=_trust_remote_code(training_args, model_args))
     train_dataset = build_train_dataset(script_args)
 
     checkpoint = training_args.resume_from_checkpoint
@@ -145,6 +157,8 @@ def run_sft(script_args: S1KScriptArguments, training_args: Any, model_args: Any
         trainer.save_model(training_args.output_dir)
         if training_args.push_to_hub:
             trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    # Every rank reaches the teardown together: a rank that tears down early can leave the others blocked.
+    trainer.accelerator.wait_for_everyone()
     if hasattr(trainer, "end"):  # transformers >= 5.18 tears down trackers and the process group here
         trainer.end()
     return trainer
