@@ -268,7 +268,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
     with gr.Blocks(title="s1 budget forcing") as demo:
         gr.Markdown(INTRO)
         with gr.Row():
-            with gr.Column(scale=3):
+            with gr.Column(scale=5):
                 with gr.Row(equal_height=True):
                     chat_forced = gr.Chatbot(label="With budget forcing", elem_id="chat-forced", height=520,
                                              group_consecutive_messages=False)
@@ -280,7 +280,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                     question = gr.Textbox(show_label=False, placeholder="Ask a short math question…",
                                           max_length=settings.max_question_chars, elem_id="question", scale=5)
                     send = gr.Button("Ask", variant="primary", elem_id="ask", scale=1)
-            with gr.Column(scale=2):
+            with gr.Column(scale=2, min_width=280):
                 min_tokens = gr.Slider(0, cap, value=8, step=1, label="Min thinking tokens", elem_id="min-thinking")
                 max_tokens = gr.Slider(0, cap, value=32, step=1, label="Max thinking tokens", elem_id="max-thinking")
                 num_waits = gr.Slider(0, settings.max_waits, value=2, step=1, label="Number of Waits",
