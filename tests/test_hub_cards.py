@@ -61,9 +61,10 @@ def test_dry_run_plan_field_by_field(model_folder):
         "generation_config.json", "custom_generate/generate.py", "custom_generate/requirements.txt",
         ".eval_results/math500.yaml",
     }
-    # Leftovers are listed as left out; replaced files too (README.md, generation_config.json).
+    # Leftovers are listed as left out; the source's card and generation config are replaced.
+    assert plan.replaced == ["README.md", "generation_config.json"]
     assert set(plan.skipped) == {
-        "optimizer.pt", "scheduler.pt", "rng_state_0.pth", "training_args.bin", "README.md", "generation_config.json",
+        "optimizer.pt", "scheduler.pt", "rng_state_0.pth", "training_args.bin",
         "checkpoint-10/model.safetensors", "global_step10/model.safetensors", "runs/x/model.safetensors",
     }
     assert len(plan.operations()) == len(plan.paths)

@@ -134,8 +134,8 @@ def budget_forcing_generate(
     >>> model, tokenizer = load_default_model()
     >>> inputs = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2+3?"}], add_generation_prompt=True,
     ...                                        return_tensors="pt", return_dict=True)
-    >>> out = budget_forcing_generate(model, **inputs, tokenizer=tokenizer, thinking_budget={"max_thinking_tokens": 6},
-    ...                               max_new_tokens=24, return_dict_in_generate=True)
+    >>> out = budget_forcing_generate(model, **inputs, tokenizer=tokenizer, return_dict_in_generate=True,
+    ...                               thinking_budget={"max_thinking_tokens": 6, "max_answer_tokens": 2})
     >>> out.budget_stats[0].thinking_tokens, out.budget_stats[0].capped
     (6, True)
 

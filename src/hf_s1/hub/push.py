@@ -63,7 +63,8 @@ class PushPlan:
         repo_type: `"model"` or `"dataset"`.
         local: whether the target is a local folder.
         files: every file of the commit, in order.
-        skipped: files of the source folder left out (checkpoints, optimizer states, replaced files).
+        skipped: files of the source folder left out (checkpoints, optimizer states, other training leftovers).
+        replaced: files of the source folder superseded by generated ones (`README.md`, `generation_config.json`).
         card: the rendered `ModelCard` / `DatasetCard` (also in `files` as `README.md`).
         policy: the thinking-budget policy stored, if any.
         revision, private, create_pr, commit_message: the commit settings.
@@ -85,6 +86,7 @@ class PushPlan:
     commit_url: Union[str, None] = None
     commit_oid: Union[str, None] = None
     pr_url: Union[str, None] = None
+    replaced: list[str] = field(default_factory=list)
 
     @property
     def paths(self) -> list[str]:
@@ -112,6 +114,7 @@ class PushPlan:
             head += f" (revision {self.revision})"
         lines = [head, f"  message: {self.commit_message}"]
         lines += [f"  + {f.path_in_repo} ({_size(f.size)}{', generated' if f.generated else ''})" for f in self.files]
+        lines += [f"  ~ {p} (source file replaced by the generated one)" for p in self.replaced]
         lines += [f"  - {p} (left out)" for p in self.skipped]
         if self.commit_url:
             lines.append(f"  commit: {self.commit_url}")
@@ -126,19 +129,22 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _collect(folder: Path, ignore: Sequence[str], replaced: set[str]) -> tuple[list[PlannedFile], list[str]]:
+def _collect(folder: Path, ignore: Sequence[str], generated: set[str]) -> tuple[list[PlannedFile], list[str], list[str]]:
     files: list[PlannedFile] = []
     skipped: list[str] = []
+    replaced: list[str] = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
         parts = rel.split("/")
         # A pattern "x/*" leaves out the whole folder x, at any depth below the root.
         dirs = ["/".join(parts[: i + 1]) + "/*" for i in range(len(parts) - 1)] + [d + "/*" for d in parts[:-1]]
-        if rel in replaced or any(fnmatch.fnmatch(c, pat) for pat in ignore for c in (rel, parts[-1], *dirs)):
+        if rel in generated:
+            replaced.append(rel)
+        elif any(fnmatch.fnmatch(c, pat) for pat in ignore for c in (rel, parts[-1], *dirs)):
             skipped.append(rel)
-            continue
-        files.append(PlannedFile(rel, path.stat().st_size, source=path))
-    return files, skipped
+        else:
+            files.append(PlannedFile(rel, path.stat().st_size, source=path))
+    return files, skipped, replaced
 
 
 def _generated(path: str, content: Union[str, bytes]) -> PlannedFile:
@@ -276,11 +282,11 @@ def push_model(
         generated += [_generated(p, c) for p, c in custom_generate_files(policy).items()]
     generated += [_generated(p, c) for p, c in eval_results_files(records).items()]
 
-    replaced = {g.path_in_repo for g in generated}
-    files, skipped = _collect(src, (*DEFAULT_IGNORE_PATTERNS, *ignore_patterns), replaced)
+    files, skipped, replaced = _collect(src, (*DEFAULT_IGNORE_PATTERNS, *ignore_patterns),
+                                        {g.path_in_repo for g in generated})
     message = commit_message or f"Upload model with hf-s1 ({policy.describe() if policy else 'no thinking budget'})"
     plan = PushPlan(target_str, "model", local, files + generated, skipped, card, policy, revision, private,
-                    create_pr, message)
+                    create_pr, message, replaced=replaced)
     return _execute(plan, token=token, endpoint=endpoint, dry_run=dry_run)
 
 
