@@ -40,6 +40,7 @@ def save_tiny_model(
     >>> path = save_tiny_model(tempfile.mkdtemp())
     >>> AutoConfig.from_pretrained(path).hidden_size
     64
+
     ```
     """
     import torch
