@@ -192,6 +192,7 @@ def render_markdown(summary: Summary) -> str:
 def plot_scaling(summary: Summary, path: str | os.PathLike) -> Path:
     """Accuracy against average thinking tokens (log2 x axis), one line per method, as in the paper's figures."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")  # files only: no display on servers and CI
     import matplotlib.pyplot as plt
@@ -203,8 +204,12 @@ def plot_scaling(summary: Summary, path: str | os.PathLike) -> Path:
     for method, pts in by_method.items():
         pts = sorted(pts, key=lambda p: p.thinking)
         xs = [max(p.thinking, 1.0) for p in pts]  # log axis: a run that answered at once still shows
-        ax.plot(xs, [p.accuracy for p in pts], marker="o", linewidth=1.8, label=method)
+        ax.plot(xs, [p.accuracy for p in pts], marker="o", linewidth=1.8, label=method, clip_on=False)
     ax.set_xscale("log", base=2)
+    # Plain token counts (512, 2048, ...) read better than powers of two.
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    top = max((p.accuracy for p in summary.points), default=0.0)
+    ax.set_ylim(0, min(100.0, max(10.0, top * 1.15 + 2)))
     ax.set_xlabel("Average thinking time (tokens)")
     ax.set_ylabel("Accuracy (%)")
     ax.set_title(f"{summary.benchmark}: accuracy vs. thinking")
