@@ -87,6 +87,7 @@ class ThinkingBudget:
     Traceback (most recent call last):
     ...
     hf_s1.budget.BudgetError: min_thinking_tokens (20) is above max_thinking_tokens (10): lower the minimum or raise the maximum.
+
     ```
     """
 
@@ -285,12 +286,13 @@ class BudgetTracker:
     Intercept(token_ids=frozenset({0, 1}))
     >>> t.intercept()                      # the model tried to end: inject "Wait"
     5
-    >>> t.observe(5); t.observe(7)         # "Wait", then the model writes "x": 2 thinking tokens
+    >>> _ = t.observe(5), t.observe(7)     # "Wait", then the model writes "x": 2 thinking tokens
     >>> t.next_action()                    # the budget is spent: the cut begins with "\\n"
     Force(token_id=4)
-    >>> for tok in (4, 1, 3, 4, 6): t.observe(tok)   # the cut: "\\n" <s> answer "\\n" "A:"
+    >>> for tok in (4, 1, 3, 4, 6): _ = t.observe(tok)   # the cut: "\\n" <s> answer "\\n" "A:"
     >>> t.stats.thinking_tokens, t.stats.waits, t.stats.capped
     (2, 1, True)
+
     ```
     """
 

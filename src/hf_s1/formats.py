@@ -35,6 +35,7 @@ class ThinkFormat:
     '\\n<|im_start|>answer\\nFinal Answer:'
     >>> s1.assistant_text("2+3=5", "5")
     '<|im_start|>think\\n2+3=5\\n<|im_start|>answer\\n5'
+
     ```
     """
 

@@ -104,6 +104,7 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
     (8, True)
     >>> "<|im_start|>answer\nFinal Answer:" in tokenizer.decode(out[0])
     True
+
     ```
     """
 
@@ -275,6 +276,7 @@ def generate_with_budget(
     [True, True]
     >>> out[0].finish_reason in ("stop", "length")
     True
+
     ```
     """
     single = isinstance(prompts, str) or (
