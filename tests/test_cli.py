@@ -1,0 +1,31 @@
+"""`hf-s1 generate` on the embedded default model, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+HF_S1 = [sys.executable, "-m", "hf_s1.cli"]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def test_generate_json_honours_every_bound():
+    args = ["generate", "What is 17 * 23?", "Is 221 prime?", "--min-thinking", "16", "--max-thinking", "32",
+            "--num-waits", "2", "--max-answer", "8", "--json"]
+    proc = subprocess.run([*HF_S1, *args], capture_output=True, text=True, env=ENV, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["prompt"] for r in rows] == ["What is 17 * 23?", "Is 221 prime?"]
+    for r in rows:
+        assert set(r) >= {"thinking", "answer", "thinking_tokens", "answer_tokens", "waits", "capped"}
+        assert 16 <= r["thinking_tokens"] <= 32
+        assert r["answer_tokens"] <= 8
+        assert r["capped"] == (r["thinking_tokens"] == 32 and r["answer"].startswith("Final Answer:"))
+
+
+def test_bad_budget_is_a_clear_error_not_a_traceback():
+    proc = subprocess.run([*HF_S1, "generate", "hi", "--min-thinking", "10", "--max-thinking", "5"],
+                          capture_output=True, text=True, env=ENV, timeout=600)
+    assert proc.returncode == 2
+    assert "lower the minimum or raise the maximum" in proc.stderr
+    assert "Traceback" not in proc.stderr
