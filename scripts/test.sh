@@ -9,4 +9,7 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
 fi
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# One torch thread per process: the suite runs several processes at once (accelerate, the vLLM server),
+# and more threads than free cores make CPU decoding collapse (bench/README.md, Space section).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 exec python -m pytest -q "$@"
