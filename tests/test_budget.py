@@ -213,3 +213,16 @@ def test_huge_budget_and_random_seeds_are_deterministic():
     a, _ = drive(ThinkingBudget(max_thinking_tokens=10**9, num_waits=2), stream)
     b, _ = drive(ThinkingBudget(max_thinking_tokens=10**9, num_waits=2), stream)
     assert a == b
+
+
+@settings(max_examples=200, deadline=None)
+@given(budget=budgets, stream=streams)
+def test_replay_of_a_driven_stream_reproduces_its_telemetry(budget, stream):
+    out, live = drive(budget, stream)
+    replayed = BudgetTracker(budget, MARKERS)
+    replayed.start(PROMPT)
+    replayed.replay(out)
+    a, b = live.stats, replayed.stats
+    assert (a.thinking_tokens, a.answer_tokens, a.capped, a.finished) == (b.thinking_tokens, b.answer_tokens, b.capped, b.finished)
+    # A token the model wrote that equals a forced one is read as forced: waits can only be over-counted.
+    assert b.waits >= a.waits

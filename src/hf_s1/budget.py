@@ -378,13 +378,29 @@ class BudgetTracker:
         """The model attempted an intercepted token: queue its replacement and return the id to force."""
         if self._phase is not _Phase.THINKING or self._queue:
             raise RuntimeError("intercept() is only valid right after next_action() returned an Intercept.")
-        if self._must_extend():
-            ids = self.markers.encode_budget_string(self.budget.extrapolation_at(self.stats.waits), "extrapolation")
+        ids, kind = self._replacement()
+        if kind is TokenKind.EXTRAPOLATION:
             self.stats.waits += 1
-            self._queue.extend((t, TokenKind.EXTRAPOLATION) for t in ids)
-        else:
-            self._queue.extend((t, TokenKind.MARKER) for t in self.markers.think_end)
+        self._queue.extend((t, kind) for t in ids)
         return self._queue[0][0]
+
+    def _replacement(self) -> tuple[tuple[int, ...], TokenKind]:
+        """What an intercepted token is replaced by: an extrapolation while thinking must go on, else the
+        end marker (an end-of-sequence token while ending is allowed)."""
+        if self._must_extend():
+            text = self.budget.extrapolation_at(self.stats.waits)
+            return self.markers.encode_budget_string(text, "extrapolation"), TokenKind.EXTRAPOLATION
+        return self.markers.think_end, TokenKind.MARKER
+
+    def replay(self, token_ids: Iterable[int]) -> None:
+        """Catch up with tokens generated while no adapter drove this tracker (a resumed request, a
+        multi-call loop): decisions are re-run, and a token equal to what an intercept would force is taken
+        as forced (a model that wrote that very token itself is then counted as one more wait)."""
+        for token in token_ids:
+            action = self.next_action()
+            if isinstance(action, Intercept) and token not in action.token_ids and token == self._replacement()[0][0]:
+                self.intercept()
+            self.observe(token)
 
     # -- observation -----------------------------------------------------------------------------
 

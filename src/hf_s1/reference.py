@@ -9,11 +9,14 @@ greedily and includes the stop token when one ended the call.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from .budget import BudgetStats, MarkerTokens, ThinkingBudget
+from .budget import BudgetStats, BudgetTracker, MarkerTokens, ThinkingBudget
+from .results import BudgetedGeneration, build_result
 
-__all__ = ["s1_loop"]
+__all__ = ["s1_loop", "s1_loop_result"]
 
 Complete = Callable[[list[int], int, Sequence[int]], list[int]]
 
@@ -72,3 +75,24 @@ def s1_loop(
     stats.answer_tokens = len(body)
     stats.finished = finished or budget.max_answer_tokens is not None
     return gen + body, stats
+
+
+def s1_loop_result(
+    complete: Complete,
+    prompt: Any,
+    prompt_ids: Sequence[int],
+    budget: ThinkingBudget,
+    markers: MarkerTokens,
+    *,
+    answer_tokens: int,
+    decode: Callable[[Sequence[int]], str],
+) -> BudgetedGeneration:
+    """`s1_loop` as a `BudgetedGeneration`: counts from the loop, token kinds and spans from a tracker replay."""
+    generated, stats = s1_loop(complete, prompt_ids, budget, markers, answer_tokens=answer_tokens)
+    tracker = BudgetTracker(budget, markers)
+    tracker.start(prompt_ids)
+    tracker.replay(generated)
+    spans = tracker.finish(generated)
+    stats = dataclasses.replace(spans, thinking_tokens=stats.thinking_tokens, answer_tokens=stats.answer_tokens,
+                                waits=stats.waits, capped=stats.capped, finished=stats.finished)
+    return build_result(prompt, generated, stats, tracker.kinds, budget, decode)

@@ -489,7 +489,7 @@ def s1_reference_generate(
     """Budget forcing the way s1's reference runs it: one prompt at a time, one greedy `generate` call per
     round, each re-reading prompt + thinking. For comparison and benchmarks only; greedy decoding yields the
     same token ids as `generate_with_budget`."""
-    from ..reference import s1_loop
+    from ..reference import s1_loop_result
 
     fmt = get_format(think_format, tokenizer)
     markers = marker_tokens(tokenizer, fmt)
@@ -503,15 +503,10 @@ def s1_reference_generate(
         )
         return out[0, len(ids):].tolist()
 
+    decode = lambda t: tokenizer.decode(t, skip_special_tokens=False)  # noqa: E731
     results = []
     for prompt, b in zip(prompts, budgets):
         text = build_prompt(tokenizer, prompt, fmt, system_prompt=system_prompt)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        gen, stats = s1_loop(complete, ids, b, markers, answer_tokens=answer_tokens)
-        tracker = BudgetTracker(b, markers)  # labels tokens for the result; counts come from the loop
-        tracker.start(ids)
-        tracker.finish(gen)
-        stats.thinking_span, stats.answer_span = tracker.stats.thinking_span, tracker.stats.answer_span
-        results.append(build_result(prompt, gen, stats, tracker.kinds, b,
-                                    lambda t: tokenizer.decode(t, skip_special_tokens=False)))
+        results.append(s1_loop_result(complete, prompt, ids, b, markers, answer_tokens=answer_tokens, decode=decode))
     return results

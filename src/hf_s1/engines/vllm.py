@@ -23,7 +23,6 @@ Per-request settings travel in `SamplingParams.extra_args` (over HTTP: `"vllm_xa
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -36,10 +35,10 @@ from typing import TYPE_CHECKING, Any, Union
 
 import torch
 
-from ..budget import BudgetError, BudgetTracker, Force, Intercept, MarkerTokens, ThinkingBudget
+from ..budget import BudgetError, BudgetTracker, MarkerTokens, ThinkingBudget
 from ..formats import ThinkFormat, get_format, marker_tokens
 from ..prompts import Prompt, build_prompt, per_row_budgets, token_allowance
-from ..reference import s1_loop
+from ..reference import s1_loop_result
 from ..results import BudgetedGeneration, build_result
 from ._logits import apply_actions
 
@@ -241,25 +240,6 @@ _SUSPENDED: OrderedDict[int, tuple[list[int], BudgetTracker]] = OrderedDict()
 _SUSPENDED_MAX = 1024
 
 
-def _replay(tracker: BudgetTracker, ids: Sequence[int]) -> None:
-    """Bring a tracker up to date with tokens generated while it was not watching (a resumed request whose
-    state was lost). The tracker's own decisions are re-run; a token equal to what an intercept would have
-    forced is taken as forced (the model may rarely have written it itself: then `waits` counts one more)."""
-    markers = tracker.markers
-    for tok in ids:
-        action = tracker.next_action()
-        if isinstance(action, Intercept) and tok not in action.token_ids:
-            st = tracker.stats
-            if tracker.budget.must_extend(st.thinking_tokens, st.waits):
-                text = tracker.budget.extrapolation_at(st.waits)
-                expected = markers.encode_budget_string(text, "extrapolation")[0]
-            else:
-                expected = markers.think_end[0]
-            if tok == expected:
-                tracker.intercept()
-        tracker.observe(tok)
-
-
 # ---- the processor --------------------------------------------------------------------------------------
 
 _BASES: tuple[type, ...] = (_V1LogitsProcessor,) + ((_V2LogitsProcessor,) if _V2LogitsProcessor is not None else ())
@@ -384,7 +364,7 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         row.tracker.start(prompt_ids)
         row.started = True
         if generated:  # a resumed request: catch up with what it generated before
-            _replay(row.tracker, generated)
+            row.tracker.replay(generated)
 
     def _apply_rows(self, logits: torch.Tensor, rows: Sequence[_Row | None]) -> torch.Tensor:
         trackers = [None if r is None else r.tracker for r in rows]
@@ -664,7 +644,7 @@ def generate_with_budget(
                 # The engine runs in another process: rebuild the telemetry from the tokens.
                 tracker = BudgetTracker(b, markers)
                 tracker.start(ids)
-                _replay(tracker, generated)
+                tracker.replay(generated)
             stats = tracker.finish(generated)
             results.append(
                 build_result(prompt, generated, stats, tracker.kinds, b,
@@ -710,15 +690,6 @@ def s1_reference_generate(
 
     results = []
     for prompt, ids, b in zip(prompt_list, prompt_ids, budgets):
-        generated, stats = s1_loop(complete, ids, b, markers, answer_tokens=answer_tokens)
-        # Classify the tokens for the result's spans and kinds: the loop's output replayed through a tracker.
-        tracker = BudgetTracker(b, markers)
-        tracker.start(ids)
-        _replay(tracker, generated)
-        spans = tracker.finish(generated)
-        stats = dataclasses.replace(spans, thinking_tokens=stats.thinking_tokens, answer_tokens=stats.answer_tokens,
-                                    waits=stats.waits, capped=stats.capped, finished=stats.finished)
-        results.append(
-            build_result(prompt, generated, stats, tracker.kinds, b, lambda t: tokenizer.decode(t, skip_special_tokens=False))
-        )
+        results.append(s1_loop_result(complete, prompt, ids, b, markers, answer_tokens=answer_tokens,
+                                      decode=lambda t: tokenizer.decode(t, skip_special_tokens=False)))
     return results
