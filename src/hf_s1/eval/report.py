@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EvalError
-from .metrics import control, majority_vote, pass_at_k, performance, scaling
+from .metrics import control, majority_vote, performance, scaling
 from .sweep import read_manifest, read_samples
 
 __all__ = ["RunPoint", "MethodSummary", "Summary", "summarize", "render_markdown", "plot_scaling", "write_report"]
