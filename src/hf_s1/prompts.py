@@ -4,12 +4,14 @@ marker, one budget per prompt, and a token allowance that fits the model's conte
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Union
 
 from .budget import BudgetError, MarkerTokens, ThinkingBudget
-from .formats import ThinkFormat
+from .formats import ThinkFormat, get_format, marker_tokens
 
-__all__ = ["Prompt", "build_prompt", "per_row_budgets", "token_allowance", "DEFAULT_ANSWER_TOKENS"]
+__all__ = ["Prompt", "Requests", "prepare_requests", "build_prompt", "per_row_budgets", "token_allowance",
+           "DEFAULT_ANSWER_TOKENS"]
 
 Prompt = Union[str, Sequence[Mapping[str, str]]]  # a question, or a chat (list of {"role", "content"})
 
@@ -104,3 +106,37 @@ def token_allowance(
             f"lower max_thinking_tokens / max_answer_tokens / max_new_tokens or shorten the prompt."
         )
     return need
+
+
+@dataclass
+class Requests:
+    """A batch of budget-forced requests, ready for an engine: `texts[i]` is what the model continues."""
+
+    prompts: list[Prompt]
+    texts: list[str]
+    budgets: list[ThinkingBudget]
+    think_format: ThinkFormat
+    markers: MarkerTokens
+
+
+def prepare_requests(
+    tokenizer: Any,
+    prompts: Union[Prompt, Sequence[Prompt]],
+    budget: Any,
+    *,
+    think_format: Union[str, ThinkFormat, None] = None,
+    system_prompt: str | None = None,
+    chat_template: bool = True,
+) -> Requests:
+    """Normalise one prompt or a list, check them, and pair each with its budget and prompt text."""
+    single = isinstance(prompts, str) or (
+        isinstance(prompts, Sequence) and len(prompts) > 0 and isinstance(prompts[0], Mapping)
+    )
+    prompt_list = [prompts] if single else list(prompts)
+    if not prompt_list:
+        raise BudgetError("no prompts given: pass a prompt or a non-empty list of prompts.")
+    fmt = get_format(think_format, tokenizer)
+    markers = marker_tokens(tokenizer, fmt)
+    budgets = per_row_budgets(budget, len(prompt_list))
+    texts = [build_prompt(tokenizer, p, fmt, system_prompt=system_prompt, chat_template=chat_template) for p in prompt_list]
+    return Requests(prompt_list, texts, budgets, fmt, markers)

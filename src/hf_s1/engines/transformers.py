@@ -20,7 +20,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from ..budget import BudgetError, BudgetStats, BudgetTracker, ThinkingBudget, TokenKind
 from ..formats import ThinkFormat, get_format, marker_tokens
-from ..prompts import Prompt, build_prompt, per_row_budgets, token_allowance
+from ..prompts import Prompt, prepare_requests, token_allowance
 from ..results import BudgetedGeneration, build_result
 from ._logits import apply_actions
 
@@ -279,22 +279,15 @@ def generate_with_budget(
 
     ```
     """
-    single = isinstance(prompts, str) or (
-        isinstance(prompts, Sequence) and prompts and isinstance(prompts[0], Mapping)
-    )
-    prompt_list = [prompts] if single else list(prompts)
-    if not prompt_list:
-        raise BudgetError("no prompts given: pass a prompt or a non-empty list of prompts.")
+    req = prepare_requests(tokenizer, prompts, budget, think_format=think_format, system_prompt=system_prompt,
+                           chat_template=chat_template)
+    prompt_list, texts, budgets, fmt, markers = req.prompts, req.texts, req.budgets, req.think_format, req.markers
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise BudgetError(f"batch_size must be a positive int, got {batch_size!r}.")
     if streamer is not None and len(prompt_list) > 1:
         raise BudgetError("a streamer follows one sequence: pass a single prompt with streamer=.")
     if generate_kwargs.get("num_beams", 1) != 1:
         raise BudgetError("budget forcing runs one sequence per row: beam search is not supported (num_beams=1).")
-    fmt = get_format(think_format, tokenizer)
-    markers = marker_tokens(tokenizer, fmt)
-    budgets = per_row_budgets(budget, len(prompt_list))
-    texts = [build_prompt(tokenizer, p, fmt, system_prompt=system_prompt, chat_template=chat_template) for p in prompt_list]
     sampling = _sampling_config(do_sample, temperature, top_p, top_k, min_p)
     user_processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
     context = _context_length(model)
@@ -491,9 +484,8 @@ def s1_reference_generate(
     same token ids as `generate_with_budget`."""
     from ..reference import s1_loop_result
 
-    fmt = get_format(think_format, tokenizer)
-    markers = marker_tokens(tokenizer, fmt)
-    budgets = per_row_budgets(budget, len(prompts))
+    req = prepare_requests(tokenizer, prompts, budget, think_format=think_format, system_prompt=system_prompt)
+    markers = req.markers
     device = getattr(model, "device", torch.device("cpu"))
 
     def complete(ids: list[int], max_new: int, stop: Sequence[int]) -> list[int]:
@@ -505,8 +497,7 @@ def s1_reference_generate(
 
     decode = lambda t: tokenizer.decode(t, skip_special_tokens=False)  # noqa: E731
     results = []
-    for prompt, b in zip(prompts, budgets):
-        text = build_prompt(tokenizer, prompt, fmt, system_prompt=system_prompt)
+    for prompt, text, b in zip(req.prompts, req.texts, req.budgets):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         results.append(s1_loop_result(complete, prompt, ids, b, markers, answer_tokens=answer_tokens, decode=decode))
     return results

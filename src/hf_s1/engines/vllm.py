@@ -37,7 +37,7 @@ import torch
 
 from ..budget import BudgetError, BudgetTracker, MarkerTokens, ThinkingBudget
 from ..formats import ThinkFormat, get_format, marker_tokens
-from ..prompts import Prompt, build_prompt, per_row_budgets, token_allowance
+from ..prompts import Prompt, prepare_requests, token_allowance
 from ..reference import s1_loop_result
 from ..results import BudgetedGeneration, build_result
 from ._logits import apply_actions
@@ -536,16 +536,11 @@ def _model_config(llm: Any) -> Any:
 
 def _prepare(llm: Any, prompts: Union[Prompt, Sequence[Prompt]], budget: BudgetLike, think_format, system_prompt,
              chat_template: bool):
-    single = isinstance(prompts, str) or (isinstance(prompts, Sequence) and prompts and isinstance(prompts[0], Mapping))
-    prompt_list = [prompts] if single else list(prompts)
-    if not prompt_list:
-        raise BudgetError("no prompts given: pass a prompt or a non-empty list of prompts.")
     tokenizer = llm.get_tokenizer()
-    fmt = get_format(think_format, tokenizer)
-    markers = marker_tokens(tokenizer, fmt)
-    budgets = per_row_budgets(budget, len(prompt_list))
-    texts = [build_prompt(tokenizer, p, fmt, system_prompt=system_prompt, chat_template=chat_template) for p in prompt_list]
-    ids = [list(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    req = prepare_requests(tokenizer, prompts, budget, think_format=think_format, system_prompt=system_prompt,
+                           chat_template=chat_template)
+    ids = [list(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in req.texts]
+    prompt_list, fmt, markers, budgets = req.prompts, req.think_format, req.markers, req.budgets
     return prompt_list, tokenizer, fmt, markers, budgets, ids
 
 
