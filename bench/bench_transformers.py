@@ -50,8 +50,17 @@ def p1(model, tokenizer, batch, tokens, repeats):
     def plain():
         return model.generate(**enc, max_new_tokens=tokens, do_sample=False, eos_token_id=None, pad_token_id=2)
 
+    spent = [0.0]
+
+    class Timed(BudgetForcingLogitsProcessor):  # time spent inside the processor, the part that is ours
+        def __call__(self, input_ids, scores):
+            t = time.perf_counter()
+            out = super().__call__(input_ids, scores)
+            spent[0] += time.perf_counter() - t
+            return out
+
     def forced():
-        proc = BudgetForcingLogitsProcessor(tokenizer, budget)
+        proc = Timed(tokenizer, budget)
         return model.generate(**enc, max_new_tokens=tokens, do_sample=False, eos_token_id=None, pad_token_id=2,
                               logits_processor=LogitsProcessorList([proc]))
 
@@ -60,9 +69,12 @@ def p1(model, tokenizer, batch, tokens, repeats):
     for _ in range(repeats):  # interleaved so that drifts in machine load hit both sides
         a.append(timed(plain, 1)[0])
         b.append(timed(forced, 1)[0])
+    spent[0] = 0.0
+    t = time.perf_counter()
     n_new = forced().shape[1] - enc["input_ids"].shape[1]
+    share = spent[0] / (time.perf_counter() - t)
     assert n_new == tokens
-    return statistics.median(a), statistics.median(b)
+    return statistics.median(a), statistics.median(b), share
 
 
 def batched_loop(model, tokenizer, budget):
@@ -102,8 +114,9 @@ def main() -> None:
     model, tokenizer = load_default_model()
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     for bs in (1, 8):
-        plain, forced = p1(model, tokenizer, bs, args.tokens, args.repeats)
-        print(f"P1 bs={bs} tokens={args.tokens}: plain {plain:.2f}s  forced {forced:.2f}s  ratio {forced / plain:.3f}")
+        plain, forced, share = p1(model, tokenizer, bs, args.tokens, args.repeats)
+        print(f"P1 bs={bs} tokens={args.tokens}: plain {plain:.2f}s  forced {forced:.2f}s  ratio {forced / plain:.3f}"
+              f"  (processor: {100 * share:.2f}% of the forced run's time)")
 
     budget = ThinkingBudget(max_thinking_tokens=256, num_waits=4, max_answer_tokens=32)
     t_single, single = timed(lambda: generate_with_budget(model, tokenizer, QUESTIONS, budget), 1)
