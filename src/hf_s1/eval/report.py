@@ -208,6 +208,10 @@ def plot_scaling(summary: Summary, path: str | os.PathLike) -> Path:
     ax.set_xscale("log", base=2)
     # Plain token counts (512, 2048, ...) read better than powers of two.
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    xs_all = [max(p.thinking, 1.0) for p in summary.points]
+    if xs_all and max(xs_all) < 4 * min(xs_all):  # under two powers of two in range: label the runs instead
+        ax.set_xticks(sorted({round(x, 1) for x in xs_all}))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     top = max((p.accuracy for p in summary.points), default=0.0)
     ax.set_ylim(0, min(100.0, max(10.0, top * 1.15 + 2)))
     ax.set_xlabel("Average thinking time (tokens)")
