@@ -29,3 +29,15 @@ def test_bad_budget_is_a_clear_error_not_a_traceback():
     assert proc.returncode == 2
     assert "lower the minimum or raise the maximum" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_generate_on_vllm_matches_transformers_and_keeps_stdout_json():
+    args = ["generate", "What is 2+3?", "Is 7 prime?", "--max-thinking", "16", "--min-thinking", "8",
+            "--max-answer", "8", "--json"]
+    rows = {}
+    for engine in ("transformers", "vllm"):
+        proc = subprocess.run([*HF_S1, *args, "--engine", engine], capture_output=True, text=True, env=ENV, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        rows[engine] = [json.loads(line) for line in proc.stdout.splitlines()]  # every stdout line is JSON
+    assert rows["vllm"] == rows["transformers"]
+    assert all(8 <= r["thinking_tokens"] <= 16 for r in rows["vllm"])

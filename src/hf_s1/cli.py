@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -38,6 +39,8 @@ def _generate(args: argparse.Namespace) -> int:
     budget = _budget_from(args)
     sampling = dict(do_sample=args.temperature > 0, temperature=args.temperature or 1.0, top_p=args.top_p)
     if args.engine == "vllm":
+        # vLLM logs to stdout by default; keep stdout for results (--json must stay parseable).
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         from .engines.vllm import generate_with_budget, load_llm
 
         llm = load_llm(args.model)
