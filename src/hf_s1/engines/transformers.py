@@ -70,7 +70,9 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
     Greedy decoding treats the arg-max as "what the model would emit". With sampling, pass the
     `generation_config` you give to `generate`: an end is then attempted with exactly the probability the
     sampler (temperature, top-k, top-p, min-p) gives it, and otherwise banned. Without `generation_config`
-    the processor uses greedy semantics.
+    the processor uses greedy semantics. (`generate` applies its warpers after user processors, so with top-k /
+    top-p the tokens left after a ban are re-truncated; `generate_with_budget` avoids that by running the warpers
+    ahead of the processor, which makes the whole step exactly "sample, then replace an end".)
 
     Args:
         tokenizer (`PreTrainedTokenizerBase`):
