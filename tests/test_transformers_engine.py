@@ -201,11 +201,13 @@ def test_injection_rate_matches_the_samplers_end_probability(model, tokenizer):
     injected = (scores.argmax(-1) == wait) & torch.isinf(scores).sum(-1).eq(scores.shape[1] - 1)
     rate = injected.float().mean().item()
     assert abs(rate - p_end) < 4 * math.sqrt(p_end * (1 - p_end) / n), (rate, p_end)
-    # Rows that did not attempt have every end token banned, and nothing else touched.
+    # Rows that did not attempt have every end token banned, keep the sampler's support and nothing else changes.
     kept = scores[~injected]
     assert torch.isinf(kept[:, end_ids]).all()
-    others = [i for i in range(logits.shape[0]) if i not in end_ids]
-    assert torch.equal(kept[0, others], logits[others])
+    support = probs > 0
+    inside = [i for i in support.nonzero().flatten().tolist() if i not in end_ids]
+    assert torch.equal(kept[0, inside], logits[inside])
+    assert torch.isinf(kept[0, ~support]).all()
 
 
 # ---- bad input ---------------------------------------------------------------------------------------
@@ -278,3 +280,54 @@ def test_custom_format_and_bad_sampling_settings(model, tokenizer):
     assert "[/THINK]\nFinal Answer:" in r.text and r.thinking_tokens == 3
     with pytest.raises(BudgetError, match="temperature"):
         generate_with_budget(model, tokenizer, "Hi?", ThinkingBudget(max_thinking_tokens=3), do_sample=True, temperature=0)
+
+
+def test_direct_processor_keeps_the_samplers_truncation_after_a_ban(tokenizer):
+    # p(end) = .5, p(A) = .3, p(B) = .2; top_k = 2 keeps {end, A}: the sampler picks the end with .5 / .8 = .625,
+    # and "sample, then replace an end" never yields B.
+    m = marker_tokens(tokenizer, "s1")
+    eos, a, b = m.stop_ids[0], 100, 200
+    logits = torch.full((tokenizer.vocab_size,), -float("inf"))
+    logits[[eos, a, b]] = torch.log(torch.tensor([0.5, 0.3, 0.2]))
+    n = 2000
+    processor = BudgetForcingLogitsProcessor(tokenizer, ThinkingBudget(num_waits=1),
+                                             generation_config=GenerationConfig(do_sample=True, top_k=2))
+    ids = torch.tensor([[1, 2, *m.think_start]]).repeat(n, 1)
+    torch.manual_seed(1)
+    scores = processor(ids, logits.repeat(n, 1))
+    wait = m.encode("Wait")[0]
+    injected = scores.argmax(-1) == wait
+    assert abs(injected.float().mean().item() - 0.625) < 4 * math.sqrt(0.625 * 0.375 / n)
+    kept = scores[~injected]
+    assert torch.isfinite(kept[:, a]).all() and torch.isinf(kept[:, b]).all() and torch.isinf(kept[:, eos]).all()
+
+
+def test_plain_prompt_keeps_a_text_marker_whole(model, tokenizer):
+    # "?<think>" would tokenize as "?<" + "think" + ">", hiding the marker; the prompt must open thinking once.
+    (r,) = generate_with_budget(model, tokenizer, "Hi?", ThinkingBudget(max_thinking_tokens=4, min_thinking_tokens=4,
+                                max_answer_tokens=2), think_format="r1", chat_template=False)
+    assert "<think>" not in r.text and r.kinds[0] != "marker"
+    assert r.thinking_tokens == 4 and r.capped
+
+
+def test_unsupported_requests_are_refused_clearly(model, tokenizer):
+    with pytest.raises(BudgetError, match="num_return_sequences"):
+        generate_with_budget(model, tokenizer, "hi", ThinkingBudget(max_thinking_tokens=2), num_return_sequences=2,
+                             do_sample=True)
+    with pytest.raises(BudgetError, match="list of messages"):
+        generate_with_budget(model, tokenizer, {"role": "user", "content": "hi"}, ThinkingBudget(max_thinking_tokens=2))
+    with pytest.raises(BudgetError, match="typical_p"):
+        BudgetForcingLogitsProcessor(tokenizer, ThinkingBudget(), generation_config=GenerationConfig(do_sample=True,
+                                                                                                     typical_p=0.5))
+
+
+def test_a_budget_streamer_can_be_reused(model, tokenizer):
+    from hf_s1.engines.transformers import BudgetStreamer
+
+    budget = ThinkingBudget(max_thinking_tokens=4, max_answer_tokens=2)
+    streamer = BudgetStreamer(tokenizer, timeout=120)
+    texts = []
+    for _ in range(2):
+        (r,) = generate_with_budget(model, tokenizer, "What is 2+3?", budget, streamer=streamer)
+        texts.append(("".join(streamer), r.text))
+    assert texts[0] == texts[1] and texts[0][0] == texts[0][1]

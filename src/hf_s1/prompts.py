@@ -117,6 +117,7 @@ class Requests:
     budgets: list[ThinkingBudget]
     think_format: ThinkFormat
     markers: MarkerTokens
+    input_ids: list[list[int]]
 
 
 def prepare_requests(
@@ -129,6 +130,8 @@ def prepare_requests(
     chat_template: bool = True,
 ) -> Requests:
     """Normalise one prompt or a list, check them, and pair each with its budget and prompt text."""
+    if isinstance(prompts, Mapping):
+        raise BudgetError("a single chat message was given: pass a chat as a list of messages, e.g. [message].")
     single = isinstance(prompts, str) or (
         isinstance(prompts, Sequence) and len(prompts) > 0 and isinstance(prompts[0], Mapping)
     )
@@ -139,4 +142,16 @@ def prepare_requests(
     markers = marker_tokens(tokenizer, fmt)
     budgets = per_row_budgets(budget, len(prompt_list))
     texts = [build_prompt(tokenizer, p, fmt, system_prompt=system_prompt, chat_template=chat_template) for p in prompt_list]
-    return Requests(prompt_list, texts, budgets, fmt, markers)
+    return Requests(prompt_list, texts, budgets, fmt, markers, [_encode_prompt(tokenizer, t, fmt, markers) for t in texts])
+
+
+def _encode_prompt(tokenizer: Any, text: str, fmt: ThinkFormat, markers: MarkerTokens) -> list[int]:
+    """Token ids of a prompt whose think-start marker keeps its own tokens: tokenising the joined text could
+    merge a plain-text marker with the prompt's last characters (e.g. "?<" + "think"), hiding the marker."""
+    stripped = text.rstrip()
+    if stripped.endswith(fmt.think_start):
+        head = stripped[: len(stripped) - len(fmt.think_start)]
+        tail = text[len(stripped):]
+        ids = list(tokenizer(head, add_special_tokens=False)["input_ids"]) + list(markers.think_start)
+        return ids + (list(tokenizer(tail, add_special_tokens=False)["input_ids"]) if tail else [])
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])

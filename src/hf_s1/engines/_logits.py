@@ -49,7 +49,7 @@ def apply_actions(
             intercepts.append((row, sorted(action.token_ids)))
 
     if intercepts:
-        attempted = _attempts(scores, intercepts, sampled, probabilities)
+        attempted, outside = _attempts(scores, intercepts, sampled, probabilities)
         for (row, ids), hit in zip(intercepts, attempted):
             if hit:
                 forced_rows.append(row)
@@ -57,6 +57,10 @@ def apply_actions(
             else:
                 ban_rows += [row] * len(ids)
                 ban_ids += ids
+                if row in outside:
+                    # Keep the sampler's own truncation (top-k / top-p / min-p): tokens it had cut stay cut, so
+                    # a later warper cannot widen the support after the ban.
+                    scores[row].masked_fill_(outside[row], -float("inf"))
 
     if ban_rows:
         scores[ban_rows, ban_ids] = -float("inf")
@@ -72,6 +76,7 @@ def _attempts(scores, intercepts, sampled, probabilities) -> list[bool]:
     greedy = [i for i, row in enumerate(rows) if not sampled(row)]
     random = [i for i, row in enumerate(rows) if sampled(row)]
     out = [False] * len(rows)
+    outside: dict[int, torch.Tensor] = {}
     if greedy:
         top = scores[[rows[i] for i in greedy]].argmax(dim=-1).tolist()
         for i, t in zip(greedy, top):
@@ -81,6 +86,8 @@ def _attempts(scores, intercepts, sampled, probabilities) -> list[bool]:
         probs = probabilities(sub_rows, scores[sub_rows].float())
         mass = torch.stack([probs[j, intercepts[i][1]].sum() for j, i in enumerate(random)])
         draws = torch.rand(len(random), device=mass.device)
-        for i, p, u in zip(random, mass.tolist(), draws.tolist()):
+        for j, (i, p, u) in enumerate(zip(random, mass.tolist(), draws.tolist())):
             out[i] = p >= _CERTAIN or u < p
-    return out
+            if not out[i]:
+                outside[rows[i]] = probs[j] == 0
+    return out, outside

@@ -55,6 +55,16 @@ def sampling_warpers(config: GenerationConfig | None) -> LogitsProcessorList:
         out.append(TopPLogitsWarper(top_p=config.top_p, min_tokens_to_keep=1))
     if getattr(config, "min_p", None) is not None:
         out.append(MinPLogitsWarper(min_p=config.min_p, min_tokens_to_keep=1))
+    unsupported = {
+        "typical_p": (getattr(config, "typical_p", None) or 1.0) < 1.0,
+        "epsilon_cutoff": (getattr(config, "epsilon_cutoff", None) or 0.0) > 0.0,
+        "eta_cutoff": (getattr(config, "eta_cutoff", None) or 0.0) > 0.0,
+        "top_h": getattr(config, "top_h", None) is not None,
+    }
+    if any(unsupported.values()):
+        names = [k for k, v in unsupported.items() if v]
+        raise BudgetError(f"budget forcing computes end probabilities with temperature/top_k/top_p/min_p only; "
+                          f"unset {names} or sample without them.")
     return out
 
 
@@ -288,6 +298,9 @@ def generate_with_budget(
         raise BudgetError(f"batch_size must be a positive int, got {batch_size!r}.")
     if streamer is not None and len(prompt_list) > 1:
         raise BudgetError("a streamer follows one sequence: pass a single prompt with streamer=.")
+    if generate_kwargs.get("num_return_sequences", 1) != 1:
+        raise BudgetError("num_return_sequences is not supported here: repeat the prompt in the list instead "
+                          "(e.g. prompts * k), each copy gets its own result.")
     if generate_kwargs.get("num_beams", 1) != 1:
         raise BudgetError("budget forcing runs one sequence per row: beam search is not supported (num_beams=1).")
     sampling = _sampling_config(do_sample, temperature, top_p, top_k, min_p)
@@ -296,15 +309,12 @@ def generate_with_budget(
     device = getattr(model, "device", torch.device("cpu"))
 
     results: list[BudgetedGeneration] = []
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else markers.stop_ids[0]
     try:
         for start in range(0, len(texts), batch_size):
-            chunk = texts[start : start + batch_size]
+            chunk = req.input_ids[start : start + batch_size]
             chunk_budgets = budgets[start : start + batch_size]
-            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            enc = _left_pad(chunk, pad_id, device)
             prompt_len = enc["input_ids"].shape[1]
             limit = max(token_allowance(b, markers, prompt_len, context, max_new_tokens) for b in chunk_budgets)
             processor = BudgetForcingLogitsProcessor(
@@ -324,7 +334,7 @@ def generate_with_budget(
                 top_k=0 if sampling else None,
                 top_p=1.0 if sampling else None,
                 min_p=None,
-                pad_token_id=tokenizer.pad_token_id,
+                pad_token_id=pad_id,
                 eos_token_id=list(markers.stop_ids),
                 streamer=streamer,
                 **generate_kwargs,
@@ -339,8 +349,19 @@ def generate_with_budget(
                     )
                 )
     finally:
-        tokenizer.padding_side = padding_side
+        if isinstance(streamer, BudgetStreamer):
+            streamer.attach(None)
     return results
+
+
+def _left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: Any) -> dict[str, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r):] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
 
 # ---- streaming -----------------------------------------------------------------------------------------
@@ -383,9 +404,13 @@ class BudgetStreamer(BaseStreamer):
         self._ids: list[int] = []
         self._kind: str | None = None
         self._sent = 0
+        # stream_with_budget closes the stream itself, after the result is built (so its errors still arrive).
+        self.close_on_end = True
 
-    def attach(self, processor: BudgetForcingLogitsProcessor) -> None:
+    def attach(self, processor: BudgetForcingLogitsProcessor | None) -> None:
+        """Follow `processor`'s row 0 (a new generation: the streamer can be reused)."""
         self.processor = processor
+        self._prompt_seen, self._ids, self._kind, self._sent = False, [], None, 0
 
     def put(self, value: torch.Tensor) -> None:
         if not self._prompt_seen:  # generate() first sends the prompt
@@ -393,6 +418,8 @@ class BudgetStreamer(BaseStreamer):
             return
         if self.processor is None:
             raise BudgetError("BudgetStreamer needs its processor: use it through generate_with_budget().")
+        if value.dim() > 1 and value.shape[0] > 1:
+            raise BudgetError("BudgetStreamer follows one sequence: generate with a single prompt.")
         for token in value.reshape(-1).tolist():
             kind = self.processor.observe_streamed(0, token).value
             if kind in (TokenKind.STOP.value, TokenKind.AFTER_STOP.value):
@@ -415,7 +442,8 @@ class BudgetStreamer(BaseStreamer):
 
     def end(self) -> None:
         self._flush(final=True)
-        self.queue.put(self._END)
+        if self.close_on_end:
+            self.queue.put(self._END)
 
     def __iter__(self) -> Iterator[ThoughtChunk]:
         while True:
@@ -433,6 +461,7 @@ def stream_with_budget(
     """Stream one budget-forced generation as `ThoughtChunk`s. Takes `generate_with_budget`'s keyword
     arguments. After the stream ends, the iterator's `result` attribute holds the `BudgetedGeneration`."""
     streamer = BudgetStreamer(tokenizer, timeout=kwargs.pop("timeout", None))
+    streamer.close_on_end = False
     holder: dict[str, Any] = {}
 
     def run() -> None:
@@ -440,6 +469,7 @@ def stream_with_budget(
             holder["result"] = generate_with_budget(model, tokenizer, prompt, budget, streamer=streamer, **kwargs)[0]
         except BaseException as exc:  # surface errors to the consumer instead of hanging it
             streamer.queue.put(exc)
+        finally:
             streamer.queue.put(BudgetStreamer._END)
 
     thread = threading.Thread(target=run, daemon=True)

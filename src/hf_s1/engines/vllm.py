@@ -539,7 +539,7 @@ def _prepare(llm: Any, prompts: Union[Prompt, Sequence[Prompt]], budget: BudgetL
     tokenizer = llm.get_tokenizer()
     req = prepare_requests(tokenizer, prompts, budget, think_format=think_format, system_prompt=system_prompt,
                            chat_template=chat_template)
-    ids = [list(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in req.texts]
+    ids = req.input_ids
     prompt_list, fmt, markers, budgets = req.prompts, req.think_format, req.markers, req.budgets
     return prompt_list, tokenizer, fmt, markers, budgets, ids
 
