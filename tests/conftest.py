@@ -30,3 +30,23 @@ def model(model_and_tokenizer):
 @pytest.fixture(scope="session")
 def tokenizer(model_and_tokenizer):
     return model_and_tokenizer[1]
+
+
+@pytest.fixture(scope="session")
+def load_space_app():
+    """Loads spaces/app.py as a module (the Space folder is not a package); a fresh module per call."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spaces = Path(__file__).resolve().parents[1] / "spaces"
+    if str(spaces) not in sys.path:
+        sys.path.insert(0, str(spaces))
+
+    def load():
+        spec = importlib.util.spec_from_file_location("hf_s1_space_app", spaces / "app.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

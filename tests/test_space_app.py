@@ -20,12 +20,6 @@ from hf_s1 import BudgetError, ThinkingBudget  # noqa: E402
 from hf_s1.engines.transformers import ThoughtChunk  # noqa: E402
 
 
-def load_app():
-    spec = importlib.util.spec_from_file_location("hf_s1_space_app", SPACES / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.parametrize("module", [space_settings, thought_view])
 def test_space_doctests_pass(module):
@@ -113,8 +107,8 @@ def test_unforced_view_counts_without_a_budget():
     assert view.messages()[-1].content == "*(the model wrote no answer after its thinking)*"
 
 
-def test_zero_gpu_decorator_only_on_zero_gpu_spaces(monkeypatch):
-    app = load_app()
+def test_zero_gpu_decorator_only_on_zero_gpu_spaces(monkeypatch, load_space_app):
+    app = load_space_app()
 
     def fn():
         return 1
@@ -135,8 +129,8 @@ def test_zero_gpu_decorator_only_on_zero_gpu_spaces(monkeypatch):
     assert app.zero_gpu(fn) is fn
 
 
-def test_runtime_refuses_a_custom_string_that_would_end_generation(model, tokenizer):
-    app = load_app()
+def test_runtime_refuses_a_custom_string_that_would_end_generation(model, tokenizer, load_space_app):
+    app = load_space_app()
     runtime = app.SpaceRuntime(model, tokenizer, SpaceSettings(concurrency=1))
     budget = budget_from_controls(runtime.settings, 0, 16, 1, "custom", "ok<|im_end|>")
     with pytest.raises(BudgetError, match="end-of-sequence"):

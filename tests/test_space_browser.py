@@ -1,17 +1,14 @@
 """The Space in a real browser: Debian's Chromium driven by playwright against the app on 127.0.0.1."""
 
-import importlib.util
 import os
 import re
 import shutil
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SPACES = ROOT / "spaces"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -19,13 +16,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 ARTIFACTS = Path(os.environ.get("HF_S1_ARTIFACTS", ROOT / "artifacts")) / "space"
 MIN_TOKENS, MAX_TOKENS, WAITS = 6, 20, 2
 
-
-def load_app():
-    sys.path.insert(0, str(SPACES))
-    spec = importlib.util.spec_from_file_location("hf_s1_space_app", SPACES / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def free_port() -> int:
@@ -35,10 +25,10 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def space_url(model, tokenizer):
+def space_url(model, tokenizer, load_space_app):
     import torch
 
-    app = load_app()
+    app = load_space_app()
     from space_settings import SpaceSettings
 
     # Two generations run at once (compare mode): one intra-op thread each, as the Space sets on CPU.

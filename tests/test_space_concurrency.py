@@ -1,18 +1,14 @@
 """Eight simultaneous gradio_client clients against the Space: each gets its own question's answer, exactly as
 the engine computes it alone, within its own budget, while the queue keeps at most `concurrency` running."""
 
-import importlib.util
 import socket
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 from hf_s1 import ThinkingBudget
 from hf_s1.engines.transformers import generate_with_budget
 
-SPACES = Path(__file__).resolve().parents[1] / "spaces"
 CONCURRENCY = 2
 # question, min thinking tokens, max thinking tokens, number of Waits
 REQUESTS = [
@@ -28,19 +24,12 @@ REQUESTS = [
 ANSWER_TOKENS = 8
 
 
-def load_app():
-    sys.path.insert(0, str(SPACES))
-    spec = importlib.util.spec_from_file_location("hf_s1_space_app", SPACES / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def served(model, tokenizer):
+def served(model, tokenizer, load_space_app):
     import torch
 
-    app = load_app()
+    app = load_space_app()
     from space_settings import SpaceSettings
 
     # One intra-op thread per generation (as the Space sets on CPU) keeps greedy fp32 results identical to
