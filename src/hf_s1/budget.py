@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
@@ -392,14 +392,23 @@ class BudgetTracker:
             return self.markers.encode_budget_string(text, "extrapolation"), TokenKind.EXTRAPOLATION
         return self.markers.think_end, TokenKind.MARKER
 
-    def replay(self, token_ids: Iterable[int]) -> None:
+    def replay(self, token_ids: Iterable[int], injected: Container[int] | None = None) -> None:
         """Catch up with tokens generated while no adapter drove this tracker (a resumed request, a
-        multi-call loop): decisions are re-run, and a token equal to what an intercept would force is taken
-        as forced (a model that wrote that very token itself is then counted as one more wait)."""
+        multi-call loop, telemetry rebuilt from output ids): decisions are re-run.
+
+        Whether an intercepted end was replaced is known exactly when `injected` holds the generated
+        positions where an extrapolation was injected (an engine's log). Otherwise it is inferred: a token
+        equal to what an intercept would force is taken as forced (a model that wrote that very token itself,
+        at a point where an end would have been extended, is then counted as one more wait)."""
         for token in token_ids:
             action = self.next_action()
-            if isinstance(action, Intercept) and token not in action.token_ids and token == self._replacement()[0][0]:
-                self.intercept()
+            if isinstance(action, Intercept):
+                if injected is not None and self._must_extend():
+                    attempted = self.num_generated in injected
+                else:
+                    attempted = token not in action.token_ids and token == self._replacement()[0][0]
+                if attempted:
+                    self.intercept()
             self.observe(token)
 
     # -- observation -----------------------------------------------------------------------------

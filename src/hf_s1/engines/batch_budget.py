@@ -1,0 +1,547 @@
+"""The budget state machine of `hf_s1.budget.BudgetTracker`, for a whole batch at once, in torch tensors.
+
+`BudgetTracker` is the specification: one sequence, plain Python. Serving engines need the same rules for hundreds
+of rows per step without per-row Python and without reading device memory from the host, so `BatchBudget` keeps
+every slot's state in tensors (on the engine's device) and advances all rows with a few vectorised ops. The rules
+are not restated here: each method names the `BudgetTracker` method it mirrors, and `tests/test_batch_budget.py`
+checks, over thousands of random token streams, that both take the same decisions and count the same telemetry.
+
+How an adapter drives it, per engine step:
+
+1. `commit(slots, tokens, active)`: the tokens the engine appended since the last step. The decision taken for each
+   of them (`propose`) is replayed from its stored outcome, then the token is observed. Only committed tokens ever
+   change the stored state, so discarded rows (chunked prefill, rejected drafts, preempted requests) cost nothing.
+2. `propose(logits, slots, ...)`: decide every row's next token on a copy of its state — force it, or intercept an
+   end of thinking (greedy: it is the arg-max; sampled: a uniform draw falls below its probability) — store the
+   outcome for `commit`, and write the decision into the logits in place.
+
+Two rules an engine adds around the state machine live in `propose`:
+
+- A forced token is lifted above the rest of its row (the row's maximum plus a margin that survives any
+  temperature) instead of masking the row, so no logit an earlier stage set to `-inf` is ever raised: a forced
+  token that an earlier stage forbade (a grammar, bad words) is not forced; the row keeps the earlier stage's
+  logits, the model's token overrides the forced run (as in `BudgetTracker`) and the decision is taken again at
+  the next step: a cut is deferred until the grammar allows it. An intercepted end whose replacement is forbidden
+  is banned instead of replaced.
+- Sampled rows draw their decision from a counter-based hash of the request's seed and the token's position, so
+  a seeded request is reproducible whatever its batch; unseeded rows may use torch's global generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import torch
+
+from ..budget import MarkerTokens, ThinkingBudget, TokenKind
+
+__all__ = ["BatchBudget", "KINDS", "SlotSpec"]
+
+# Phases, as in budget._Phase.
+BEFORE, THINKING, ANSWER, DONE = 0, 1, 2, 3
+# Token kinds: KINDS[i] is the TokenKind of code i.
+KINDS = (TokenKind.MARKER, TokenKind.THINKING, TokenKind.EXTRAPOLATION, TokenKind.CUT, TokenKind.ANSWER,
+         TokenKind.STOP, TokenKind.AFTER_STOP)
+MARKER, THINK, EXTRAP, CUT, ANSWER_K, STOP, AFTER_STOP = range(7)
+# Rows of each slot's table of forced sequences.
+SEQ_START, SEQ_END, SEQ_CUT_NL, SEQ_CUT, SEQ_EXTRAP = 0, 1, 2, 3, 4
+
+_NO_LIMIT = 1 << 62
+_CERTAIN = 1.0 - 1e-6  # probability mass above which a draw would almost surely attempt
+_MASK32 = 0xFFFFFFFF
+
+
+@dataclass
+class SlotSpec:
+    """What a slot needs to know about its request (host side, set when the request enters)."""
+
+    budget: ThinkingBudget
+    markers: MarkerTokens
+    greedy: bool = True
+    seed: int | None = None
+
+
+@dataclass
+class _State:
+    """The mutable per-row state: one entry per slot (stored) or per logits row (a working copy)."""
+
+    phase: torch.Tensor
+    qseq: torch.Tensor  # forced run being written: a row of the slot's sequence table...
+    qpos: torch.Tensor  # ...its next position...
+    qlen: torch.Tensor  # ...and its length (qpos == qlen: nothing queued)
+    qkind: torch.Tensor
+    tail: torch.Tensor  # [n, T] the last T tokens (-1 where none), for marker detection
+    thinking: torch.Tensor
+    answer: torch.Tensor
+    waits: torch.Tensor
+    capped: torch.Tensor
+    finished: torch.Tensor
+    n_gen: torch.Tensor
+
+    def index(self, idx: torch.Tensor) -> _State:
+        return _State(*(getattr(self, f.name)[idx] for f in fields(self)))
+
+    def put_(self, idx: torch.Tensor, other: _State) -> None:
+        for f in fields(self):
+            getattr(self, f.name)[idx] = getattr(other, f.name)
+
+    def where(self, mask: torch.Tensor, other: _State) -> _State:
+        """`other` where `mask`, else self."""
+        out = []
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            out.append(torch.where(mask.view(-1, *([1] * (a.dim() - 1))), b, a))
+        return _State(*out)
+
+
+def _uniform(seed: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """A uniform float in [0, 1) from (seed, position), the same on every device (integer hash, low 32 bits)."""
+
+    def mix(x: torch.Tensor) -> torch.Tensor:  # "lowbias32" (Wellons); products wrap, the mask keeps 32 bits
+        x = x ^ (x >> 16)
+        x = (x * 0x7FEB352D) & _MASK32
+        x = x ^ (x >> 15)
+        x = (x * 0x846CA68B) & _MASK32
+        return x ^ (x >> 16)
+
+    lo, hi = seed & _MASK32, (seed >> 32) & _MASK32
+    x = mix(mix(lo ^ mix(hi + 0x9E3779B9)) ^ (position & _MASK32))
+    return (x >> 8).to(torch.float32) / float(1 << 24)
+
+
+class BatchBudget:
+    """Budget-forcing state for `num_slots` request slots, held in tensors on `device`.
+
+    Args:
+        num_slots: how many requests can be tracked at once (vLLM's `max_num_reqs`, a batch size).
+        device: where the state lives (the logits' device).
+        lookahead: decisions stored per slot beyond the first (speculative decoding's draft tokens).
+        log_injections: keep, per slot and generated position, whether an extrapolation was injected there
+            (lets `BudgetTracker.replay` rebuild exact telemetry from the output ids).
+    """
+
+    def __init__(self, num_slots: int, device: torch.device | str = "cpu", *, lookahead: int = 0,
+                 log_injections: bool = False) -> None:
+        self.num_slots = num_slots
+        self.device = torch.device(device)
+        self.lookahead = lookahead
+        self.specs: list[SlotSpec | None] = [None] * num_slots
+        self._formats: dict[MarkerTokens, int] = {}
+        self._tail_len = 1
+        self._seq_len = 1
+        self._num_seqs = SEQ_EXTRAP + 1
+        self._num_stops = 1
+        self._vocab = 1
+        self.ends_with_newline = torch.zeros(1, 1, dtype=torch.bool, device=self.device)
+        self._alloc_tables()
+        self.state = self._empty_state(num_slots)
+        self.pending_hit = torch.zeros(num_slots, lookahead + 1, dtype=torch.bool, device=self.device)
+        self.pending_base = torch.full((num_slots,), -1, dtype=torch.long, device=self.device)
+        self.log_injections = log_injections
+        self.injected = torch.zeros(num_slots, 64 if log_injections else 0, dtype=torch.bool, device=self.device)
+
+    # ---- tables -----------------------------------------------------------------------------------------------
+
+    def _zeros(self, *shape: int, dtype=torch.long) -> torch.Tensor:
+        return torch.zeros(*shape, dtype=dtype, device=self.device)
+
+    def _alloc_tables(self) -> None:
+        s, t, n, l, k = self.num_slots, self._tail_len, self._num_seqs, self._seq_len, self._num_stops
+        old = getattr(self, "_tables", None)
+        self._tables = dict(
+            seqs=self._zeros(s, n, l), lens=self._zeros(s, n),
+            start_r=torch.full((s, t), -2, dtype=torch.long, device=self.device),
+            end_r=torch.full((s, t), -2, dtype=torch.long, device=self.device),
+            start_m=self._zeros(s, t, dtype=torch.bool), end_m=self._zeros(s, t, dtype=torch.bool),
+            end0=self._zeros(s), stops=self._zeros(s, k), stops_u=self._zeros(s, k, dtype=torch.bool),
+            max_think=self._zeros(s), min_think=self._zeros(s), num_waits=self._zeros(s), max_answer=self._zeros(s),
+            n_extrap=torch.ones(s, dtype=torch.long, device=self.device), fmt=self._zeros(s),
+            greedy=torch.ones(s, dtype=torch.bool, device=self.device), seeded=self._zeros(s, dtype=torch.bool),
+            seed=self._zeros(s),
+        )
+        if old is not None:  # keep what the slots already hold: copy into the grown tables
+            for name, new in self._tables.items():
+                src = old[name]
+                if src.dim() == 1:
+                    new.copy_(src)
+                elif name in ("start_r", "end_r", "start_m", "end_m"):  # right-aligned
+                    new[:, new.shape[1] - src.shape[1]:] = src
+                elif name == "stops":  # unused columns repeat the first stop id
+                    new[:] = src[:, :1]
+                    new[:, : src.shape[1]] = src
+                else:
+                    new[tuple(slice(0, d) for d in src.shape)] = src
+        for name, value in self._tables.items():
+            setattr(self, name, value)
+
+    def _empty_state(self, n: int) -> _State:
+        z = lambda: self._zeros(n)  # noqa: E731
+        return _State(phase=torch.full((n,), DONE, dtype=torch.long, device=self.device), qseq=z(), qpos=z(), qlen=z(),
+                      qkind=z(), tail=torch.full((n, self._tail_len), -1, dtype=torch.long, device=self.device),
+                      thinking=z(), answer=z(), waits=z(), capped=self._zeros(n, dtype=torch.bool),
+                      finished=self._zeros(n, dtype=torch.bool), n_gen=z())
+
+    def _format_index(self, markers: MarkerTokens) -> int:
+        if markers not in self._formats:
+            ids = sorted(markers.ends_with_before_end)
+            vocab = max(self._vocab, (ids[-1] + 1) if ids else 1)
+            table = torch.zeros(len(self._formats) + 1, vocab, dtype=torch.bool, device=self.device)
+            table[: self.ends_with_newline.shape[0], : self.ends_with_newline.shape[1]] = self.ends_with_newline
+            if ids:
+                table[-1, torch.tensor(ids, device=self.device)] = True
+            self.ends_with_newline, self._vocab = table, vocab
+            self._formats[markers] = len(self._formats)
+        return self._formats[markers]
+
+    # ---- slots ------------------------------------------------------------------------------------------------
+
+    def set_slots(self, slots: Sequence[int], specs: Sequence[SlotSpec]) -> None:
+        """Give `slots` their requests (host work, one copy per table). Call `start` before using them."""
+        rows = []
+        for spec in specs:
+            m, b = spec.markers, spec.budget
+            prefix = m.encode_budget_string(b.answer_prefix, "answer_prefix")
+            extraps = [m.encode_budget_string(text, "extrapolation") for text in b.extrapolation]
+            seqs = [m.think_start, m.think_end, m.before_end + m.think_end + m.after_end + tuple(prefix),
+                    m.think_end + m.after_end + tuple(prefix), *extraps]
+            stops = list(dict.fromkeys(m.stop_ids))
+            rows.append((spec, seqs, stops))
+        tail = max([self._tail_len] + [max(len(s.markers.think_start), len(s.markers.think_end)) for s in specs])
+        n_seq = max([self._num_seqs] + [len(r[1]) for r in rows])
+        seq_len = max([self._seq_len] + [len(q) for r in rows for q in r[1]])
+        n_stop = max([self._num_stops] + [len(r[2]) for r in rows])
+        if (tail, n_seq, seq_len, n_stop) != (self._tail_len, self._num_seqs, self._seq_len, self._num_stops):
+            grow_tail = tail - self._tail_len
+            self._tail_len, self._num_seqs, self._seq_len, self._num_stops = tail, n_seq, seq_len, n_stop
+            self._alloc_tables()
+            if grow_tail:
+                pad = torch.full((self.num_slots, grow_tail), -1, dtype=torch.long, device=self.device)
+                self.state.tail = torch.cat([pad, self.state.tail], dim=1)
+        n, t = len(rows), self._tail_len
+        seqs = torch.zeros(n, n_seq, seq_len, dtype=torch.long)
+        lens = torch.zeros(n, n_seq, dtype=torch.long)
+        start_r = torch.full((n, t), -2, dtype=torch.long)
+        end_r = torch.full((n, t), -2, dtype=torch.long)
+        stops = torch.zeros(n, n_stop, dtype=torch.long)
+        stops_u = torch.zeros(n, n_stop, dtype=torch.bool)
+        scalars = {name: [] for name in ("end0", "max_think", "min_think", "num_waits", "max_answer", "n_extrap", "fmt",
+                                         "greedy", "seeded", "seed")}
+        for i, (spec, seq_list, stop_list) in enumerate(rows):
+            m, b = spec.markers, spec.budget
+            for j, q in enumerate(seq_list):
+                seqs[i, j, : len(q)] = torch.tensor(q, dtype=torch.long)
+                lens[i, j] = len(q)
+            start_r[i, t - len(m.think_start):] = torch.tensor(m.think_start)
+            end_r[i, t - len(m.think_end):] = torch.tensor(m.think_end)
+            stops[i, :] = stop_list[0]
+            stops[i, : len(stop_list)] = torch.tensor(stop_list)
+            stops_u[i, : len(stop_list)] = True
+            cap = b.max_thinking_tokens
+            values = dict(end0=m.think_end[0], max_think=_NO_LIMIT if cap is None else cap,
+                          min_think=b.min_thinking_tokens, num_waits=b.num_waits,
+                          max_answer=_NO_LIMIT if b.max_answer_tokens is None else b.max_answer_tokens,
+                          n_extrap=len(b.extrapolation), fmt=self._format_index(m), greedy=spec.greedy,
+                          seeded=spec.seed is not None, seed=0 if spec.seed is None else int(spec.seed) & ((1 << 63) - 1))
+            for name, v in values.items():
+                scalars[name].append(v)
+            self.specs[slots[i]] = spec
+        idx = torch.tensor(list(slots), dtype=torch.long, device=self.device)
+        dev = self.device
+        self.seqs[idx] = seqs.to(dev)
+        self.lens[idx] = lens.to(dev)
+        self.start_r[idx] = start_r.to(dev)
+        self.end_r[idx] = end_r.to(dev)
+        self.start_m[idx] = start_r.ge(0).to(dev)
+        self.end_m[idx] = end_r.ge(0).to(dev)
+        self.stops[idx] = stops.to(dev)
+        self.stops_u[idx] = stops_u.to(dev)
+        for name, values in scalars.items():
+            table = getattr(self, name)
+            table[idx] = torch.tensor(values, dtype=table.dtype).to(dev)
+        self.pending_base[idx] = -1
+        if self.log_injections:
+            self.injected[idx] = False
+
+    def release(self, slots: Sequence[int]) -> None:
+        """Forget the requests in `slots` (their state becomes inert)."""
+        for s in slots:
+            self.specs[s] = None
+        if slots:
+            idx = torch.tensor(list(slots), dtype=torch.long, device=self.device)
+            self.state.phase[idx] = DONE
+            self.state.qpos[idx] = 0
+            self.state.qlen[idx] = 0
+
+    # ---- start (BudgetTracker.start) --------------------------------------------------------------------------
+
+    def start(self, slots: Sequence[int], prompts: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
+        """Read each slot's prompt: thinking has begun if it holds a start marker with no end marker after it;
+        otherwise the start marker is queued (completed when the prompt ends half-way into it).
+
+        Args:
+            slots: host list of slot indices, one per prompt row.
+            prompts: [n, P] prompt ids on the device, right-aligned (a row's prompt is its last `lengths[i]` ids).
+            lengths: [n] prompt lengths (default: all P).
+        """
+        n, width = prompts.shape
+        idx = torch.tensor(list(slots), dtype=torch.long, device=self.device)
+        prompts = prompts.to(self.device, torch.long)
+        if lengths is not None:
+            cols = torch.arange(width, device=self.device)
+            prompts = torch.where(cols >= (width - lengths.to(self.device).view(-1, 1)), prompts, -1)
+        st = self._empty_state(n)
+        thinking = torch.zeros(n, dtype=torch.bool, device=self.device)
+        done = torch.zeros(n, dtype=torch.long, device=self.device)
+        by_markers: dict[MarkerTokens, list[int]] = {}
+        for i, s in enumerate(slots):
+            by_markers.setdefault(self.specs[s].markers, []).append(i)
+        for markers, rows in by_markers.items():
+            r = torch.tensor(rows, dtype=torch.long, device=self.device)
+            p = prompts[r]
+            start = torch.tensor(markers.think_start, device=self.device)
+            end = torch.tensor(markers.think_end, device=self.device)
+            last_start = _last_match(p, start)
+            last_end = _last_match(p, end)
+            thinking[r] = (last_start >= 0) & (last_end < last_start)
+            k_done = torch.zeros(len(rows), dtype=torch.long, device=self.device)
+            for k in range(1, min(len(start) - 1, width) + 1):  # longest proper prefix the prompt ends with
+                k_done = torch.where((p[:, width - k:] == start[:k]).all(dim=1), k, k_done)
+            done[r] = k_done
+        t = self._tail_len
+        tail = prompts[:, -t:] if width >= t else torch.cat(
+            [torch.full((n, t - width), -1, dtype=torch.long, device=self.device), prompts], dim=1)
+        st.tail = tail
+        st.phase = torch.where(thinking, THINKING, BEFORE)
+        st.qseq = torch.full((n,), SEQ_START, dtype=torch.long, device=self.device)
+        st.qpos = torch.where(thinking, 0, done)
+        st.qlen = torch.where(thinking, 0, self.lens[idx, SEQ_START])
+        st.qkind = torch.full((n,), MARKER, dtype=torch.long, device=self.device)
+        self.state.put_(idx, st)
+        self.pending_base[idx] = -1
+
+    # ---- the state machine (BudgetTracker.next_action / intercept / observe) ---------------------------------
+
+    def _head(self, slot: torch.Tensor, qseq: torch.Tensor, qpos: torch.Tensor) -> torch.Tensor:
+        return self.seqs[slot, qseq, qpos.clamp(max=self._seq_len - 1)]
+
+    def _must_extend(self, slot: torch.Tensor, st: _State) -> torch.Tensor:
+        return (st.waits < self.num_waits[slot]) | (st.thinking < self.min_think[slot])
+
+    def _replacement_seq(self, slot: torch.Tensor, st: _State, extend: torch.Tensor) -> torch.Tensor:
+        return torch.where(extend, SEQ_EXTRAP + st.waits % self.n_extrap[slot], SEQ_END)
+
+    def decide(self, slot: torch.Tensor, st: _State, active: torch.Tensor):
+        """`BudgetTracker.next_action` for every active row. Returns the updated state and, per row, the forced
+        id (-1: none), whether the row intercepts, and whether an intercepted end would be extended."""
+        queued = st.qpos < st.qlen
+        in_thinking = active & (st.phase == THINKING)
+        marker_queued = queued & ((st.qkind == MARKER) | (st.qkind == CUT))
+        cut = in_thinking & (st.thinking >= self.max_think[slot]) & ~marker_queued
+        last = st.tail[:, -1]
+        table = self.ends_with_newline
+        ends_nl = table[self.fmt[slot], last.clamp(0, table.shape[1] - 1)] & (last >= 0) & (last < table.shape[1])
+        cut_seq = torch.where(ends_nl, SEQ_CUT, SEQ_CUT_NL)
+        restart = active & (st.phase == BEFORE) & ~queued  # a forced start marker was overridden: write it again
+        new_seq = torch.where(cut, cut_seq, SEQ_START)
+        set_queue = cut | restart
+        qseq = torch.where(set_queue, new_seq, st.qseq)
+        qpos = torch.where(set_queue, 0, st.qpos)
+        qlen = torch.where(set_queue, self.lens[slot, new_seq], st.qlen)
+        qkind = torch.where(cut, CUT, torch.where(restart, MARKER, st.qkind))
+        queued = qpos < qlen
+        out = _State(st.phase, qseq, qpos, qlen, qkind, st.tail, st.thinking, st.answer, st.waits, st.capped | cut,
+                     st.finished, st.n_gen)
+        intercept = in_thinking & ~queued
+        answer_cap = active & (st.phase == ANSWER) & ~queued & (st.answer >= self.max_answer[slot])
+        force = torch.where(active & queued & (st.phase != DONE), self._head(slot, qseq, qpos), -1)
+        force = torch.where(answer_cap, self.stops[slot, 0], force)
+        return out, force, intercept, self._must_extend(slot, st)
+
+    def intercept_ids(self, slot: torch.Tensor, extend: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[n, k+1] the ids an intercepting row watches (stop ids, then the end marker's first token when the end
+        would be extended; unused columns repeat the first stop id) and [n, k+1] which columns are distinct."""
+        stops, uniq = self.stops[slot], self.stops_u[slot]
+        end_col = torch.where(extend, self.end0[slot], stops[:, 0])
+        return torch.cat([stops, end_col[:, None]], dim=1), torch.cat([uniq, extend[:, None]], dim=1)
+
+    def replacement_head(self, slot: torch.Tensor, st: _State, extend: torch.Tensor) -> torch.Tensor:
+        """The first id of what an intercepted end is replaced by (extrapolation or end marker)."""
+        return self.seqs[slot, self._replacement_seq(slot, st, extend), 0]
+
+    def resolve(self, slot: torch.Tensor, st: _State, hit: torch.Tensor, extend: torch.Tensor):
+        """`BudgetTracker.intercept` for rows where `hit`: queue the replacement; returns (state, its first id)."""
+        seq = self._replacement_seq(slot, st, extend)
+        out = _State(st.phase, torch.where(hit, seq, st.qseq), torch.where(hit, 0, st.qpos),
+                     torch.where(hit, self.lens[slot, seq], st.qlen),
+                     torch.where(hit, torch.where(extend, EXTRAP, MARKER), st.qkind), st.tail, st.thinking, st.answer,
+                     st.waits + (hit & extend).long(), st.capped, st.finished, st.n_gen)
+        return out, self.seqs[slot, seq, 0]
+
+    def observe(self, slot: torch.Tensor, st: _State, token: torch.Tensor, active: torch.Tensor):
+        """`BudgetTracker.observe` for every active row; returns the updated state and each token's kind code."""
+        token = token.long()
+        done = st.phase == DONE
+        queued = st.qpos < st.qlen
+        pop = active & ~done & queued & (token == self._head(slot, st.qseq, st.qpos))
+        own = active & ~done & ~pop  # the model's own token (a mismatch drops the rest of the forced run)
+        is_stop = (self.stops[slot] == token[:, None]).any(dim=1)
+        end0 = self.end0[slot]
+        completes_end = own & ~is_stop & (st.phase == THINKING) & (token == end0)
+        own_kind = torch.where(is_stop, STOP, torch.where(st.phase == THINKING, torch.where(token == end0, MARKER, THINK),
+                                                          torch.where(st.phase == ANSWER, ANSWER_K, MARKER)))
+        kind = torch.where(done, AFTER_STOP, torch.where(pop, st.qkind, own_kind))
+        qpos = torch.where(pop, st.qpos + 1, torch.where(own, 0, st.qpos))
+        qlen = torch.where(own, 0, st.qlen)
+        qseq = torch.where(completes_end, SEQ_END, st.qseq)
+        qpos = torch.where(completes_end, 1, qpos)
+        qlen = torch.where(completes_end, self.lens[slot, SEQ_END], qlen)
+        qkind = torch.where(completes_end, MARKER, st.qkind)
+        tail = torch.where(active[:, None], torch.cat([st.tail[:, 1:], token[:, None]], dim=1), st.tail)
+        thinking = st.thinking + (active & ((kind == THINK) | (kind == EXTRAP))).long()
+        answer = st.answer + (active & (kind == ANSWER_K)).long()
+        ends_start = ((tail == self.start_r[slot]) | ~self.start_m[slot]).all(dim=1)
+        ends_end = ((tail == self.end_r[slot]) | ~self.end_m[slot]).all(dim=1)
+        phase = torch.where(active & (st.phase == BEFORE) & ends_start, THINKING, st.phase)
+        phase = torch.where(active & (st.phase == THINKING) & ends_end, ANSWER, phase)
+        stop = active & (kind == STOP)
+        phase = torch.where(stop, DONE, phase)
+        qlen = torch.where(stop, 0, qlen)
+        qpos = torch.where(stop, 0, qpos)
+        out = _State(phase, qseq, qpos, qlen, qkind, tail, thinking, answer, st.waits, st.capped, st.finished | stop,
+                     st.n_gen + active.long())
+        return out, kind
+
+    # ---- engine steps -----------------------------------------------------------------------------------------
+
+    def commit(self, slot: torch.Tensor, token: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """Advance stored state by one committed token per row (`active` rows only): the decision taken for it is
+        replayed (its stored outcome from `propose`, else inferred from the token as `BudgetTracker.replay`
+        does), then the token is observed. Returns each token's kind code."""
+        if active is None:
+            active = torch.ones(slot.shape[0], dtype=torch.bool, device=self.device)
+        token = token.to(self.device, torch.long)
+        st = self.state.index(slot)
+        st, _, intercept, extend = self.decide(slot, st, active)
+        ids, _ = self.intercept_ids(slot, extend)
+        inferred = ~(ids == token[:, None]).any(dim=1) & (token == self.replacement_head(slot, st, extend))
+        j = st.n_gen - self.pending_base[slot]
+        known = (self.pending_base[slot] >= 0) & (j >= 0) & (j <= self.lookahead)
+        stored = self.pending_hit[slot, j.clamp(0, self.lookahead)]
+        hit = active & intercept & torch.where(known, stored, inferred)
+        st, _ = self.resolve(slot, st, hit, extend)
+        st, kind = self.observe(slot, st, token, active)
+        self.state.put_(slot, self.state.index(slot).where(active, st))
+        return kind
+
+    def propose(
+        self,
+        logits: torch.Tensor,
+        slot: torch.Tensor,
+        active: torch.Tensor,
+        *,
+        probs: torch.Tensor | None = None,
+        sampled: torch.Tensor | None = None,
+        uniform: torch.Tensor | None = None,
+        state: _State | None = None,
+        level: torch.Tensor | None = None,
+    ) -> tuple[_State, torch.Tensor]:
+        """Decide the next token of every active logits row and write it into `logits` (in place).
+
+        Args:
+            logits: [n, vocab] the row's logits after the stages before this one.
+            slot: [n] each row's slot.
+            active: [n] rows to decide (others are left untouched).
+            probs: [n, vocab] the sampler's probabilities for sampled rows (any values for greedy rows).
+            sampled: [n] rows that sample (default: the slots' greedy flag).
+            uniform: [n] uniform draws for unseeded sampled rows (seeded rows hash their seed and position).
+            state: the rows' working state (default: a copy of their slots' stored state).
+            level: [n] each row's offset among its request's rows (speculative decoding), default 0.
+        Returns:
+            the rows' state after the decision (for continuing over draft tokens) and whether each row's
+            intercepted end was replaced.
+        """
+        st = self.state.index(slot) if state is None else state
+        st, force, intercept, extend = self.decide(slot, st, active)
+        ids, uniq = self.intercept_ids(slot, extend)
+        top_value, top_id = logits.max(dim=-1)
+        if sampled is None:
+            sampled = ~self.greedy[slot]
+        greedy_hit = (ids == top_id[:, None]).any(dim=1)
+        hit = greedy_hit
+        if probs is not None:
+            mass = (probs.gather(1, ids) * uniq).sum(dim=1)
+            draw = _uniform(self.seed[slot], st.n_gen)
+            if uniform is not None:
+                draw = torch.where(self.seeded[slot], draw, uniform.to(draw.device))
+            hit = torch.where(sampled, (mass >= _CERTAIN) | (draw < mass), greedy_hit)
+        hit = intercept & hit
+        repl = self.replacement_head(slot, st, extend)
+        hit = hit & torch.isfinite(logits.gather(1, repl[:, None]).squeeze(1))  # replacement forbidden: ban instead
+        st, head = self.resolve(slot, st, hit, extend)
+        force = torch.where(hit, head, force)
+        ban = intercept & ~hit
+        # Record the outcome for commit().
+        lvl = torch.zeros_like(slot) if level is None else level
+        lvl_ok = active & (lvl <= self.lookahead)
+        self.pending_hit[slot, lvl.clamp(max=self.lookahead)] = torch.where(
+            lvl_ok, hit, self.pending_hit[slot, lvl.clamp(max=self.lookahead)])
+        base = st.n_gen - lvl
+        self.pending_base[slot] = torch.where(lvl_ok & (lvl == 0), base, self.pending_base[slot])
+        if self.log_injections:
+            self._log(slot, st.n_gen, active & hit & extend)
+        # Force: lift the forced id above its row, unless an earlier stage forbade it (-inf).
+        forced = force >= 0
+        col = force.clamp(min=0)[:, None]
+        value = logits.gather(1, col).squeeze(1)
+        lift = forced & torch.isfinite(value)
+        lifted = top_value + 1e4 + 1e-2 * top_value.abs()
+        logits.scatter_(1, col, torch.where(lift, torch.maximum(lifted, value), value)[:, None])
+        # Ban: the intercepted ids of rows that did not attempt an end.
+        values = logits.gather(1, ids)
+        logits.scatter_(1, ids, torch.where(ban[:, None], float("-inf"), values))
+        if probs is not None:
+            # Keep the sampler's own truncation (top-k / top-p / min-p) on banned rows, so a later stage that
+            # renormalises cannot widen the support after the ban.
+            logits.masked_fill_((ban & sampled)[:, None] & (probs == 0), float("-inf"))
+        return st, hit
+
+    def _log(self, slot: torch.Tensor, position: torch.Tensor, value: torch.Tensor) -> None:
+        need = self._log_capacity_hint
+        if need > self.injected.shape[1]:
+            grown = torch.zeros(self.num_slots, max(need, 2 * self.injected.shape[1]), dtype=torch.bool,
+                                device=self.device)
+            grown[:, : self.injected.shape[1]] = self.injected
+            self.injected = grown
+        pos = position.clamp(max=self.injected.shape[1] - 1)
+        self.injected[slot, pos] = self.injected[slot, pos] | value
+
+    _log_capacity_hint = 0
+
+    def reserve_log(self, length: int) -> None:
+        """Make room in the injection log for `length` generated tokens per slot (host-known, no device read)."""
+        self._log_capacity_hint = max(self._log_capacity_hint, length + 1)
+
+    # ---- read-out ---------------------------------------------------------------------------------------------
+
+    def stats(self, slots: Sequence[int]) -> dict[str, list]:
+        """Counters of `slots` (reads the device: call when a generation is over, not per step)."""
+        idx = torch.tensor(list(slots), dtype=torch.long, device=self.device)
+        st = self.state.index(idx)
+        return {name: getattr(st, name).tolist() for name in ("thinking", "answer", "waits", "capped", "finished",
+                                                               "n_gen", "phase")}
+
+    def injected_positions(self, slot: int) -> set[int]:
+        """Generated positions of `slot` where an extrapolation was injected (reads the device)."""
+        return set(torch.nonzero(self.injected[slot]).flatten().tolist())
+
+
+def _last_match(rows: torch.Tensor, marker: torch.Tensor) -> torch.Tensor:
+    """[n] start index of the last occurrence of `marker` in each row, or -1."""
+    n, width = rows.shape
+    m = marker.shape[0]
+    if width < m:
+        return torch.full((n,), -1, dtype=torch.long, device=rows.device)
+    hits = (rows.unfold(1, m, 1) == marker).all(dim=2)
+    index = torch.arange(hits.shape[1], device=rows.device)
+    return torch.where(hits, index, -1).max(dim=1).values
