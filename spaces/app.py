@@ -169,9 +169,8 @@ class SpaceRuntime:
 def _live_thinking_tokens(streamer: BudgetStreamer) -> int:
     # The tracker has already counted every token the streamer has sent (it classifies them).
     processor = streamer.processor
-    if processor is None or not processor.trackers:
-        return 0
-    return processor.trackers[0].stats.thinking_tokens
+    stats = None if processor is None else processor.live_stats(0)
+    return 0 if stats is None else stats.thinking_tokens
 
 
 def _summary(view: ThoughtView) -> dict[str, Any] | None:

@@ -445,6 +445,7 @@ class BatchBudget:
         uniform: torch.Tensor | None = None,
         state: _State | None = None,
         level: torch.Tensor | None = None,
+        allowed: torch.Tensor | None = None,
     ) -> tuple[_State, torch.Tensor]:
         """Decide the next token of every active logits row and write it into `logits` (in place).
 
@@ -457,6 +458,9 @@ class BatchBudget:
             uniform: [n] uniform draws for unseeded sampled rows (seeded rows hash their seed and position).
             state: the rows' working state (default: a copy of their slots' stored state).
             level: [n] each row's offset among its request's rows (speculative decoding), default 0.
+            allowed: [n, vocab] the logits whose `-inf` entries are prohibitions a forced token must respect
+                (default: `logits`). An adapter that hands in logits its sampler already truncated passes the
+                logits from before the truncation: a token outside the sampler's top-k / top-p may be forced.
         Returns:
             the rows' state after the decision (for continuing over draft tokens) and whether each row's
             intercepted end was replaced.
@@ -476,8 +480,9 @@ class BatchBudget:
                 draw = torch.where(self.seeded[slot], draw, uniform.to(draw.device))
             hit = torch.where(sampled, (mass >= _CERTAIN) | (draw < mass), greedy_hit)
         hit = intercept & hit
+        allowed = logits if allowed is None else allowed
         repl = self.replacement_head(slot, st, extend)
-        hit = hit & torch.isfinite(logits.gather(1, repl[:, None]).squeeze(1))  # replacement forbidden: ban instead
+        hit = hit & torch.isfinite(allowed.gather(1, repl[:, None]).squeeze(1))  # replacement forbidden: ban instead
         st, head = self.resolve(slot, st, hit, extend)
         force = torch.where(hit, head, force)
         ban = intercept & ~hit
@@ -494,7 +499,7 @@ class BatchBudget:
         forced = force >= 0
         col = force.clamp(min=0)[:, None]
         value = logits.gather(1, col).squeeze(1)
-        lift = forced & torch.isfinite(value)
+        lift = forced & torch.isfinite(allowed.gather(1, col).squeeze(1))
         lifted = top_value + 1e4 + 1e-2 * top_value.abs()
         logits.scatter_(1, col, torch.where(lift, torch.maximum(lifted, value), value)[:, None])
         # Ban: the intercepted ids of rows that did not attempt an end.

@@ -22,7 +22,7 @@ from ..budget import BudgetError, BudgetStats, BudgetTracker, ThinkingBudget, To
 from ..formats import ThinkFormat, get_format, marker_tokens
 from ..prompts import Prompt, prepare_requests, token_allowance
 from ..results import BudgetedGeneration, build_result
-from ._logits import apply_actions
+from .batch_budget import BatchBudget, SlotSpec
 
 __all__ = [
     "BudgetForcingLogitsProcessor",
@@ -143,44 +143,45 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
         self.pad_token_id = getattr(tokenizer, "pad_token_id", None)
         self.do_sample = bool(generation_config is not None and generation_config.do_sample)
         self.warpers = sampling_warpers(generation_config)
-        self.trackers: list[BudgetTracker] = []
-        self._prompt_len = 0
+        self.trackers: list[BudgetTracker] = []  # filled by stats(): each row's telemetry, replayed from its ids
+        self._core: BatchBudget | None = None
+        self._prompts: torch.Tensor | None = None
+        self._streamed: dict[int, BudgetTracker] = {}
         self._length = -1
+        self._last: torch.Tensor | None = None
+        self._reordered: torch.Tensor | None = None
+        # Set by generate_with_budget, which samples the returned scores with no warper after this processor.
+        self._output_warped = False
 
     # -- generate() protocol ---------------------------------------------------------------------
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         batch, length = input_ids.shape
-        continuing = bool(self.trackers) and batch == len(self.trackers) and length == self._length + 1
-        if continuing:
-            # Each row must extend the sequence its tracker saw; otherwise this is a new generate() call,
-            # or rows were reordered (beam search), which a per-row state machine cannot follow.
-            tail = input_ids[:, -2:].tolist()
-            generated = length - self._prompt_len
-            matches = [
-                t.last_token == (prev if t.num_generated < generated else new)
-                for t, (prev, new) in zip(self.trackers, tail)
-            ]
-            if all(matches):
-                for tracker, row in zip(self.trackers, tail):
-                    if tracker.num_generated < generated:
-                        tracker.observe(row[1])
-            elif any(matches):
-                raise BudgetError("batch rows were reordered between steps (beam search?): use num_beams=1.")
-            else:
-                continuing = False
-        if not continuing:
-            self._begin(input_ids)
+        core = self._core
+        if core is not None and batch == core.num_slots and length == self._length + 1:
+            # The next step of the same generation: commit the token sampled since the last call. Rows must
+            # extend the sequences seen so far; a reordering (beam search) is detected on the device and
+            # reported by stats(), so that no step waits for the device.
+            core.commit(self._slots, input_ids[:, -1])
+            self._reordered |= input_ids[:, -2] != self._last
+        else:
+            core = self._begin(input_ids)
+        self._last = input_ids[:, -1]
         self._length = length
-        return apply_actions(scores, self.trackers, lambda row: self.do_sample, self._probabilities(input_ids))
+        core.reserve_log(length - self._prompts.shape[1] + 1)
+        probs = uniform = allowed = None
+        if self.do_sample:
+            warped = self.warpers(input_ids, scores)
+            probs = torch.softmax(warped.float(), dim=-1)
+            uniform = torch.rand(batch, device=scores.device)  # torch's RNG: set_seed makes runs reproducible
+            if self._output_warped:
+                # generate_with_budget samples these scores as they are: the step is then exactly "sample, then
+                # replace an end". Only the stages before this one may forbid a forced token.
+                scores, allowed = warped, scores
+        core.propose(scores, self._slots, self._all_rows, probs=probs, uniform=uniform, allowed=allowed)
+        return scores
 
-    def _probabilities(self, input_ids: torch.LongTensor):
-        def probs(rows: list[int], scores: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(self.warpers(input_ids[rows], scores), dim=-1)
-
-        return probs
-
-    def _begin(self, input_ids: torch.LongTensor) -> None:
+    def _begin(self, input_ids: torch.LongTensor) -> BatchBudget:
         batch = input_ids.shape[0]
         if batch % len(self.budgets):
             raise BudgetError(
@@ -191,26 +192,63 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
             ends_with_pad = (input_ids[:, -1] == self.pad_token_id).tolist()
             if any(ends_with_pad) and not all(ends_with_pad):
                 raise BudgetError("the batch is right-padded: set tokenizer.padding_side = 'left' before tokenizing.")
-        self._prompt_len = input_ids.shape[1]
-        self.trackers = []
-        for row, prompt in enumerate(input_ids.tolist()):
-            tracker = BudgetTracker(self.budgets[row // repeat], self.markers)
-            tracker.start(prompt)
-            self.trackers.append(tracker)
+        core = BatchBudget(batch, input_ids.device, log_injections=True)
+        specs = [SlotSpec(self.budgets[row // repeat], self.markers, greedy=not self.do_sample) for row in range(batch)]
+        core.set_slots(range(batch), specs)
+        core.start(range(batch), input_ids)
+        self._core, self._prompts, self.trackers, self._streamed = core, input_ids, [], {}
+        self._slots = torch.arange(batch, device=input_ids.device)
+        self._all_rows = torch.ones(batch, dtype=torch.bool, device=input_ids.device)
+        self._reordered = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+        return core
 
     # -- results ---------------------------------------------------------------------------------
 
+    def _tracker(self, row: int) -> BudgetTracker:
+        tracker = BudgetTracker(self._core.specs[row].budget, self.markers)
+        tracker.start(self._prompts[row].tolist())
+        return tracker
+
     def stats(self, generated_ids: torch.LongTensor | Sequence[Sequence[int]]) -> list[BudgetStats]:
-        """Telemetry per row of the last generation. `generated_ids` are the new tokens (prompt removed): the
-        last sampled token never reaches a logits processor, so it is read from there."""
+        """Telemetry per row of the last generation, rebuilt from `generated_ids` (the new tokens, prompt removed)
+        with the exact record of where extrapolations were injected. Also sets `self.trackers`."""
         rows = generated_ids.tolist() if isinstance(generated_ids, torch.Tensor) else generated_ids
-        if len(rows) != len(self.trackers):
-            raise BudgetError(f"stats() got {len(rows)} rows for a generation of {len(self.trackers)}.")
-        return [t.finish(ids) for t, ids in zip(self.trackers, rows)]
+        if self._core is None or len(rows) != self._core.num_slots:
+            raise BudgetError(f"stats() got {len(rows)} rows for a generation of "
+                              f"{0 if self._core is None else self._core.num_slots}.")
+        if bool(self._reordered.any()):
+            raise BudgetError("batch rows were reordered between steps (beam search?): use num_beams=1.")
+        self.trackers = []
+        for row, ids in enumerate(rows):
+            tracker = self._tracker(row)
+            tracker.replay(ids, injected=self._core.injected_positions(row))
+            tracker.finish(ids)
+            self.trackers.append(tracker)
+        return [t.stats for t in self.trackers]
 
     def observe_streamed(self, row: int, token_id: int) -> TokenKind:
-        """Record a token as soon as it is sampled (used by `BudgetStreamer`, which runs before the next call)."""
-        return self.trackers[row].observe(token_id)
+        """Classify a token as soon as it is sampled (used by `BudgetStreamer`, which runs before the next call)."""
+        tracker = self._streamed.get(row)
+        if tracker is None:
+            tracker = self._streamed[row] = self._tracker(row)
+        tracker.replay([token_id], injected=_InjectionLog(self._core, row))
+        return tracker.kinds[-1]
+
+    def live_stats(self, row: int = 0) -> BudgetStats | None:
+        """Telemetry of a streamed row so far (None before its first token)."""
+        tracker = self._streamed.get(row)
+        return None if tracker is None else tracker.stats
+
+
+class _InjectionLog:
+    """`position in log`: whether the core injected an extrapolation at that generated position of `row`."""
+
+    def __init__(self, core: BatchBudget, row: int) -> None:
+        self._core, self._row = core, row
+
+    def __contains__(self, position: object) -> bool:
+        log = self._core.injected
+        return isinstance(position, int) and position < log.shape[1] and bool(log[self._row, position])
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
@@ -223,10 +261,6 @@ def _context_length(model: Any) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
-
-
-# What the budget processor sees in generate_with_budget: scores already warped, sampled as they are.
-_PRE_WARPED = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
 
 
 def _sampling_config(do_sample: bool, temperature: float, top_p: float, top_k: int, min_p: float | None):
@@ -317,14 +351,13 @@ def generate_with_budget(
             enc = _left_pad(chunk, pad_id, device)
             prompt_len = enc["input_ids"].shape[1]
             limit = max(token_allowance(b, markers, prompt_len, context, max_new_tokens) for b in chunk_budgets)
-            processor = BudgetForcingLogitsProcessor(
-                tokenizer, chunk_budgets, fmt, _PRE_WARPED if sampling else None
-            )
+            processor = BudgetForcingLogitsProcessor(tokenizer, chunk_budgets, fmt, sampling)
+            # The processor applies the sampler's warpers itself, decides on the real distribution and returns
+            # warped scores; generate then samples at temperature 1 with no further truncation.
+            processor._output_warped = True
             if isinstance(streamer, BudgetStreamer):
                 streamer.attach(processor)
-            # The sampler's warpers go before the budget processor so it decides on the real distribution;
-            # generate itself then samples at temperature 1 with no further truncation.
-            processors = LogitsProcessorList([*user_processors, *sampling_warpers(sampling), processor])
+            processors = LogitsProcessorList([*user_processors, processor])
             out = model.generate(
                 **enc,
                 logits_processor=processors,
