@@ -3,6 +3,7 @@ engine, budget bounds, per-request validation, rows without a budget, and s1's m
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -139,7 +140,11 @@ def test_sampler_probabilities_match_transformers_warpers():
     torch.manual_seed(0)
     scores = torch.randn(3, 500) * 3
     settings = [(0.7, 0, 0.9), (1.3, 20, 1.0), (1.0, 5, 0.5)]
-    got = vllm_engine._sampler_probabilities(scores.clone(), [vllm_engine._Sampling(t, k, p, 0.0) for t, k, p in settings])
+    from hf_s1.engines.vllm.sampling import SamplerSettings
+
+    sampler = SamplerSettings(3, torch.device("cpu"))
+    sampler.set([0, 1, 2], [SamplingParams(temperature=t, top_k=k, top_p=p) for t, k, p in settings])
+    got = sampler.probabilities(scores.clone(), torch.arange(3), np.arange(3))
     for row, (t, k, p) in enumerate(settings):
         warpers = hf_engine.sampling_warpers(GenerationConfig(do_sample=True, temperature=t, top_k=k, top_p=p))
         want = torch.softmax(warpers(None, scores[row : row + 1].clone()), dim=-1)[0]

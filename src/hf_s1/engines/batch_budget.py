@@ -446,6 +446,7 @@ class BatchBudget:
         state: _State | None = None,
         level: torch.Tensor | None = None,
         allowed: torch.Tensor | None = None,
+        top: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[_State, torch.Tensor]:
         """Decide the next token of every active logits row and write it into `logits` (in place).
 
@@ -461,6 +462,7 @@ class BatchBudget:
             allowed: [n, vocab] the logits whose `-inf` entries are prohibitions a forced token must respect
                 (default: `logits`). An adapter that hands in logits its sampler already truncated passes the
                 logits from before the truncation: a token outside the sampler's top-k / top-p may be forced.
+            top: `logits.max(dim=-1)` when the caller already has it (several calls over one step's logits).
         Returns:
             the rows' state after the decision (for continuing over draft tokens) and whether each row's
             intercepted end was replaced.
@@ -468,7 +470,7 @@ class BatchBudget:
         st = self.state.index(slot) if state is None else state
         st, force, intercept, extend = self.decide(slot, st, active)
         ids, uniq = self.intercept_ids(slot, extend)
-        top_value, top_id = logits.max(dim=-1)
+        top_value, top_id = logits.max(dim=-1) if top is None else top
         if sampled is None:
             sampled = ~self.greedy[slot]
         greedy_hit = (ids == top_id[:, None]).any(dim=1)

@@ -1,0 +1,221 @@
+"""`vllm.LLM` helpers: an engine with the budget processor registered, `generate_with_budget()` (the transformers
+engine's result type) and s1's multi-call loop on vLLM, for comparison."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from ...budget import BudgetError, BudgetTracker, ThinkingBudget
+from ...formats import ThinkFormat
+from ...prompts import Prompt, prepare_requests, token_allowance
+from ...reference import s1_loop_result
+from ...results import BudgetedGeneration, build_result
+from .params import BUDGET_KEY, FORMAT_KEY
+from .processor import BudgetForcingLogitsProcessor
+
+if TYPE_CHECKING:
+    from vllm import LLM
+
+__all__ = ["load_llm", "generate_with_budget", "s1_reference_generate"]
+
+_CPU_ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": "2",  # GiB
+    "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+    # In-process engine: loads in seconds on small machines.
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+}
+
+BudgetLike = Union[ThinkingBudget, Mapping[str, Any], Sequence[Union[ThinkingBudget, Mapping[str, Any]]]]
+
+
+def load_llm(path_or_id: str | os.PathLike | None = None, **llm_kwargs: Any) -> LLM:
+    """A `vllm.LLM` with `BudgetForcingLogitsProcessor` registered, set up for small CPU machines.
+
+    Sets (unless already set) `VLLM_CPU_KVCACHE_SPACE=2`, `VLLM_CPU_NUM_OF_RESERVED_CPU=0` and
+    `VLLM_ENABLE_V1_MULTIPROCESSING=0` (an in-process engine, quick to load), then builds the engine with `dtype="float32"`, `enforce_eager=True`,
+    `max_model_len=2048`, `max_num_seqs=32`; any keyword argument overrides these.
+
+    Args:
+        path_or_id: a local model folder or Hub id; by default the embedded SmolLM2-135M-Instruct
+            (`hf_s1.default_model_path()`).
+        llm_kwargs: passed to `vllm.LLM`.
+    """
+    for name, value in _CPU_ENV.items():
+        os.environ.setdefault(name, value)
+    from vllm import LLM
+
+    if path_or_id is None:
+        from ..models import default_model_path
+
+        path_or_id = default_model_path()
+    settings: dict[str, Any] = dict(dtype="float32", enforce_eager=True, max_model_len=2048, max_num_seqs=32)
+    settings.update(llm_kwargs)
+    procs = list(settings.pop("logits_processors", None) or [])
+    if not any(_is_budget_processor(p) for p in procs):
+        procs.append(BudgetForcingLogitsProcessor)
+    return LLM(model=str(path_or_id) if isinstance(path_or_id, Path) else path_or_id, logits_processors=procs, **settings)
+
+
+def _is_budget_processor(p: Any) -> bool:
+    if isinstance(p, str):
+        return p.replace(":", ".").endswith("engines.vllm.BudgetForcingLogitsProcessor")
+    return isinstance(p, type) and issubclass(p, BudgetForcingLogitsProcessor)
+
+
+def _model_config(llm: Any) -> Any:
+    engine = getattr(llm, "llm_engine", None)
+    config = getattr(engine, "model_config", None) or getattr(getattr(engine, "vllm_config", None), "model_config", None)
+    if config is None:
+        raise BudgetError(f"expected a vllm.LLM, got {type(llm).__name__}.")
+    return config
+
+
+def _prepare(llm: Any, prompts: Union[Prompt, Sequence[Prompt]], budget: BudgetLike, think_format, system_prompt,
+             chat_template: bool):
+    tokenizer = llm.get_tokenizer()
+    req = prepare_requests(tokenizer, prompts, budget, think_format=think_format, system_prompt=system_prompt,
+                           chat_template=chat_template)
+    ids = req.input_ids
+    prompt_list, fmt, markers, budgets = req.prompts, req.think_format, req.markers, req.budgets
+    return prompt_list, tokenizer, fmt, markers, budgets, ids
+
+
+def generate_with_budget(
+    llm: LLM,
+    prompts: Union[Prompt, Sequence[Prompt]],
+    budget: BudgetLike,
+    *,
+    think_format: str | ThinkFormat | None = None,
+    system_prompt: str | None = None,
+    chat_template: bool = True,
+    max_new_tokens: int | None = None,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    min_p: float | None = None,
+    seed: int | None = None,
+    use_tqdm: bool = False,
+    **sampling_kwargs: Any,
+) -> list[BudgetedGeneration]:
+    """Generate with s1 budget forcing on a `vllm.LLM` in one pass and return one `BudgetedGeneration` per prompt
+    (the transformers engine's result type and fields); with `n=k` among `sampling_kwargs`, `k` per prompt, in
+    prompt order. Telemetry is rebuilt from each sample's own output ids (`BudgetTracker.replay`).
+
+    All prompts go to vLLM at once (it batches them). The LLM must have `BudgetForcingLogitsProcessor` among
+    its logits processors (`load_llm()` registers it).
+
+    Args:
+        llm: a `vllm.LLM` built with `logits_processors=[BudgetForcingLogitsProcessor]`.
+        prompts: a question, a chat (list of messages), or a list of either.
+        budget: one `ThinkingBudget` (or dict) for all prompts, or one per prompt.
+        think_format: `"s1"`, `"r1"`, a preset `ThinkFormat`, or detected from the chat template.
+        system_prompt: prepended as a system message when a prompt has none.
+        chat_template: `False` uses prompts as plain text followed by the think-start marker.
+        max_new_tokens: token limit per row; by default what each row's budget needs (start marker + thinking cap
+            + cut + answer allowance), or the rest of the context without a cap.
+        do_sample, temperature, top_p, top_k, min_p: sampling settings (greedy unless `do_sample`). An end of
+            thinking is replaced with exactly the probability the sampler gives it.
+        seed: per-request sampling seed.
+        use_tqdm: show vLLM's progress bar.
+        sampling_kwargs: more `vllm.SamplingParams` fields (e.g. `repetition_penalty`, `n`).
+
+    Examples:
+
+    ```python
+    >>> from hf_s1 import ThinkingBudget
+    >>> from hf_s1.engines.vllm import generate_with_budget, load_llm
+    >>> llm = load_llm()                                               # doctest: +SKIP
+    >>> out = generate_with_budget(llm, ["What is 2+3?"], ThinkingBudget(max_thinking_tokens=16))  # doctest: +SKIP
+    >>> out[0].thinking_tokens <= 16                                   # doctest: +SKIP
+    True
+    ```
+    """
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    config = _model_config(llm)
+    if not any(_is_budget_processor(p) for p in (getattr(config, "logits_processors", None) or [])):
+        raise BudgetError(
+            "this LLM has no budget-forcing processor: build it with "
+            "LLM(..., logits_processors=[hf_s1.engines.vllm.BudgetForcingLogitsProcessor]) or hf_s1.engines.vllm.load_llm()."
+        )
+    if do_sample and (temperature is None or temperature <= 0):
+        raise BudgetError(f"temperature must be > 0 when sampling, got {temperature!r}; use do_sample=False for greedy.")
+    if "extra_args" in sampling_kwargs or "logits_processors" in sampling_kwargs:
+        raise BudgetError("generate_with_budget sets extra_args itself: pass the budget as `budget`.")
+    prompt_list, tokenizer, fmt, markers, budgets, prompt_ids = _prepare(
+        llm, prompts, budget, think_format, system_prompt, chat_template
+    )
+    if fmt.name not in ("s1", "r1"):
+        raise BudgetError(f"the vLLM engine takes the preset formats 's1' or 'r1' (per-request key {FORMAT_KEY!r}), got {fmt.name!r}.")
+    context = getattr(config, "max_model_len", None)
+    params = [
+        SamplingParams(
+            max_tokens=token_allowance(b, markers, len(ids), context, max_new_tokens),
+            temperature=temperature if do_sample else 0.0,
+            top_p=top_p if do_sample else 1.0,
+            top_k=top_k if do_sample else 0,
+            min_p=(min_p or 0.0) if do_sample else 0.0,
+            seed=seed,
+            stop_token_ids=list(markers.stop_ids),
+            skip_special_tokens=False,
+            extra_args={BUDGET_KEY: b.to_dict(), FORMAT_KEY: fmt.name},
+            **sampling_kwargs,
+        )
+        for b, ids in zip(budgets, prompt_ids)
+    ]
+    outputs = llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params, use_tqdm=use_tqdm)
+    decode = lambda t: tokenizer.decode(t, skip_special_tokens=False)  # noqa: E731
+    results = []
+    for prompt, ids, b, out in zip(prompt_list, prompt_ids, budgets, outputs):
+        for sample in out.outputs:  # n > 1: every sample, each with telemetry from its own ids
+            generated = list(sample.token_ids)
+            tracker = BudgetTracker(b, markers)
+            tracker.start(ids)
+            tracker.replay(generated)
+            stats = tracker.finish(generated)
+            results.append(build_result(prompt, generated, stats, tracker.kinds, b, decode))
+    return results
+
+
+def s1_reference_generate(
+    llm: LLM,
+    prompts: Union[Prompt, Sequence[Prompt]],
+    budget: BudgetLike,
+    *,
+    think_format: str | ThinkFormat | None = None,
+    system_prompt: str | None = None,
+    chat_template: bool = True,
+    answer_tokens: int = 512,
+) -> list[BudgetedGeneration]:
+    """s1's reference budget forcing on vLLM, for comparison: per prompt, repeated greedy `llm.generate` calls
+    that stop at an end of thinking, append "Wait" and call again (re-reading prompt + thinking each time).
+
+    Uses `hf_s1.reference.s1_loop`; the budget processor is not involved (no budget in the requests).
+
+    Args:
+        llm: a `vllm.LLM`.
+        prompts, budget, think_format, system_prompt, chat_template: as in `generate_with_budget`.
+        answer_tokens: answer allowance when the budget sets no `max_answer_tokens`.
+    """
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    prompt_list, tokenizer, fmt, markers, budgets, prompt_ids = _prepare(
+        llm, prompts, budget, think_format, system_prompt, chat_template
+    )
+
+    def complete(ids: list[int], max_new: int, stop_ids: Sequence[int]) -> list[int]:
+        sp = SamplingParams(max_tokens=max_new, temperature=0.0, stop_token_ids=list(stop_ids), skip_special_tokens=False)
+        out = llm.generate([TokensPrompt(prompt_token_ids=ids)], sp, use_tqdm=False)[0].outputs[0]
+        return list(out.token_ids)  # vLLM keeps the stop id that ended the call, as s1_loop expects
+
+    results = []
+    for prompt, ids, b in zip(prompt_list, prompt_ids, budgets):
+        results.append(s1_loop_result(complete, prompt, ids, b, markers, answer_tokens=answer_tokens,
+                                      decode=lambda t: tokenizer.decode(t, skip_special_tokens=False)))
+    return results

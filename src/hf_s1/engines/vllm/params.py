@@ -1,0 +1,95 @@
+"""Per-request budget settings for vLLM: what a request carries in `SamplingParams.extra_args`.
+
+- `"thinking_budget"`: a mapping of `ThinkingBudget` fields, e.g. `{"max_thinking_tokens": 512, "num_waits": 2}`,
+  or the same as a JSON string (`vllm_xargs` values must be flat over HTTP). `{}` means the default budget
+  (thinking is opened and closed properly, no bounds). Requests without the key are left untouched, unless the
+  server sets `HF_S1_DEFAULT_THINKING_BUDGET` (a JSON budget for them).
+- `"think_format"`: `"s1"` (default) or `"r1"`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ...budget import BudgetError, ThinkingBudget
+from ...formats import ThinkFormat, get_format
+
+__all__ = ["BUDGET_KEY", "FORMAT_KEY", "DEFAULT_BUDGET_ENV", "budget_from_params"]
+
+BUDGET_KEY = "thinking_budget"
+FORMAT_KEY = "think_format"
+DEFAULT_BUDGET_ENV = "HF_S1_DEFAULT_THINKING_BUDGET"
+
+
+def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None:
+    """The budget and think format a request asks for, or `None` when it asks for none.
+
+    Reads `params.extra_args[BUDGET_KEY]` (a mapping of `ThinkingBudget` fields or its JSON string; `{}` for the
+    defaults) and
+    `params.extra_args[FORMAT_KEY]` (`"s1"` or `"r1"`, default `"s1"`). Without a budget key, the JSON budget in
+    the `HF_S1_DEFAULT_THINKING_BUDGET` environment variable applies when it is set.
+
+    Args:
+        params: a `vllm.SamplingParams` (anything with an `extra_args` attribute).
+
+    Raises:
+        BudgetError: the budget or format is malformed; the message names the fix.
+
+    Examples:
+
+    ```python
+    >>> from vllm import SamplingParams
+    >>> from hf_s1.engines.vllm import budget_from_params
+    >>> budget, fmt = budget_from_params(SamplingParams(extra_args={"thinking_budget": {"max_thinking_tokens": 64}}))
+    >>> budget.max_thinking_tokens, fmt.name
+    (64, 's1')
+    >>> budget_from_params(SamplingParams(extra_args={"thinking_budget": '{"num_waits": 2}'}))[0].num_waits
+    2
+    >>> budget_from_params(SamplingParams()) is None
+    True
+    >>> budget_from_params(SamplingParams(extra_args={"thinking_budget": {"max_thinking_tokens": -1}}))
+    Traceback (most recent call last):
+    ...
+    hf_s1.budget.BudgetError: extra_args['thinking_budget']: max_thinking_tokens must be >= 0, got -1.
+
+    ```
+    """
+    extra = getattr(params, "extra_args", None) or {}
+    if not isinstance(extra, Mapping):
+        raise BudgetError(f"extra_args must be a mapping, got {type(extra).__name__}.")
+    raw = extra.get(BUDGET_KEY)
+    where = f"extra_args[{BUDGET_KEY!r}]"
+    if raw is None and FORMAT_KEY not in extra:
+        default = os.environ.get(DEFAULT_BUDGET_ENV)
+        if not default:
+            return None
+        where = f"${DEFAULT_BUDGET_ENV}"
+        try:
+            raw = json.loads(default)
+        except json.JSONDecodeError as exc:
+            raise BudgetError(f"{where} must hold a JSON object of ThinkingBudget fields: {exc}.") from None
+    if isinstance(raw, str):  # over HTTP, vllm_xargs values are flat: the budget comes as a JSON object string
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BudgetError(f"{where} must be a JSON object of ThinkingBudget fields: {exc}.") from None
+    fmt_name = extra.get(FORMAT_KEY, "s1")
+    if not isinstance(fmt_name, str):
+        raise BudgetError(f"extra_args[{FORMAT_KEY!r}] must be 's1' or 'r1', got {fmt_name!r}.")
+    try:
+        budget = ThinkingBudget.from_dict({} if raw is None else raw)
+        fmt = get_format(fmt_name)
+    except BudgetError as exc:
+        raise BudgetError(f"{where}: {exc}") from None
+    except TypeError as exc:  # e.g. a field given a list where from_dict expects a scalar
+        raise BudgetError(f"{where}: {exc}") from None
+    if getattr(params, "thinking_token_budget", None) is not None:
+        # vLLM's own budget runs after custom processors and would override ours: mixed, silent behaviour.
+        raise BudgetError(
+            f"this request sets both vLLM's thinking_token_budget and hf-s1's extra_args[{BUDGET_KEY!r}]: drop "
+            f"thinking_token_budget and put the cap in the hf-s1 budget (max_thinking_tokens)."
+        )
+    return budget, fmt
