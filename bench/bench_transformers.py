@@ -1,10 +1,10 @@
 """Speed of budget forcing on transformers, measured side by side in one run.
 
-P1: budget-forced generate / plain generate, same number of new tokens, bs 1 and bs 8 (target <= 1.03).
+P1: budget-forced generate / plain generate, same number of new tokens, bs 1, 8 and 64 (target <= 1.02).
 P2: s1's multi-call loop (one prompt at a time) / hf-s1 single pass, 8 prompts, 4 Waits, same tokens
     (target >= 2x), and a batched multi-round loop / single pass.
 
-    python bench/bench_transformers.py [--tokens 128] [--repeats 3]
+    python bench/bench_transformers.py [--tokens 128] [--repeats 3] [--batch 1 8 64] [--only p1]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def timed(fn, repeats):
 
 
 def p1(model, tokenizer, batch, tokens, repeats):
-    texts = [build_prompt(tokenizer, q, marker_tokens and __import__("hf_s1").S1_FORMAT) for q in QUESTIONS[:batch]]
+    texts = [build_prompt(tokenizer, q, marker_tokens and __import__("hf_s1").S1_FORMAT) for q in (QUESTIONS * batch)[:batch]]
     enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     # A minimum no row reaches: every end is replaced, so each row generates exactly `tokens` new tokens.
     budget = ThinkingBudget(min_thinking_tokens=10**6)
@@ -109,15 +109,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 8, 64])
+    ap.add_argument("--only", choices=["p1", "p2"], default=None)
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     model, tokenizer = load_default_model()
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
-    for bs in (1, 8):
+    for bs in args.batch if args.only != "p2" else ():
         plain, forced, share = p1(model, tokenizer, bs, args.tokens, args.repeats)
         print(f"P1 bs={bs} tokens={args.tokens}: plain {plain:.2f}s  forced {forced:.2f}s  ratio {forced / plain:.3f}"
               f"  (processor: {100 * share:.2f}% of the forced run's time)")
-
+    if args.only == "p1":
+        return
     budget = ThinkingBudget(max_thinking_tokens=256, num_waits=4, max_answer_tokens=32)
     t_single, single = timed(lambda: generate_with_budget(model, tokenizer, QUESTIONS, budget), 1)
     t_loop, loop = timed(lambda: s1_reference_generate(model, tokenizer, QUESTIONS, budget), 1)

@@ -46,7 +46,7 @@ def _budget(rng: random.Random) -> ThinkingBudget:
 
 
 def _prompt(rng: random.Random, m: MarkerTokens) -> list[int]:
-    text = [rng.randrange(10, VOCAB) for _ in range(rng.randint(0, 5))]
+    text = [rng.randrange(10, 30) for _ in range(rng.randint(0, 5))]
     kind = rng.randrange(5)
     if kind == 0:
         return text + list(m.think_start)  # ends with the start marker: thinking has begun
@@ -59,11 +59,11 @@ def _prompt(rng: random.Random, m: MarkerTokens) -> list[int]:
     return text
 
 
-def _token(rng: random.Random, m: MarkerTokens, wanted: int | None) -> int:
+def _token(rng: random.Random, m: MarkerTokens, wanted: int | None, vocab: int = VOCAB) -> int:
     """The next token: usually what was asked for, sometimes an override (markers, stops, text)."""
     if wanted is not None and rng.random() < 0.85:
         return wanted
-    pool = [rng.randrange(VOCAB)] * 4 + [m.think_end[0], m.think_start[0], *m.stop_ids, *m.think_end]
+    pool = [rng.randrange(vocab)] * 4 + [m.think_end[0], m.think_start[0], *m.stop_ids, *m.think_end]
     return rng.choice(pool)
 
 
@@ -77,10 +77,11 @@ def _check_action(action, force: int, intercept: bool, ids: set[int], row: int, 
         assert isinstance(action, Free) and not intercept and force == -1, (where, action, force)
 
 
-def _setup(rng: random.Random, rows: int):
+def _setup(rng: random.Random, rows: int, markers=None, budget=None):
     specs, prompts, trackers = [], [], []
     for _ in range(rows):
-        m, b = _markers(rng), _budget(rng)
+        m = _markers(rng) if markers is None else rng.choice(markers)
+        b = _budget(rng) if budget is None else budget(rng)
         specs.append(SlotSpec(b, m))
         prompt = _prompt(rng, m)
         prompts.append(prompt)
@@ -99,10 +100,38 @@ def _setup(rng: random.Random, rows: int):
 @pytest.mark.parametrize("chunk", range(10))
 def test_decisions_and_telemetry_equal_the_tracker(chunk):
     """1,200 random sequences (10 chunks x 20 batches x 6 rows), 45 steps each, through decide / resolve / observe."""
-    rng = random.Random(1000 + chunk)
-    for _ in range(20):
+    _differential(random.Random(1000 + chunk), batches=20)
+
+
+@pytest.fixture(scope="module")
+def real_markers(default_model_dir):
+    from transformers import AutoTokenizer
+
+    from hf_s1.formats import marker_tokens
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
+    return tokenizer, [marker_tokens(tokenizer, "s1"), marker_tokens(tokenizer, "r1")]
+
+
+def test_decisions_equal_the_tracker_with_real_s1_and_r1_markers(real_markers):
+    """240 sequences mixing the real s1 and r1 formats of SmolLM2's tokenizer (r1's markers are plain text, several
+    tokens each; s1's share their first token), with real extrapolation strings and answer prefixes."""
+    tokenizer, markers = real_markers
+
+    def budget(rng):
+        cap = rng.choice([None, 0, 1, 4, 9, 10**9])
+        low = min(rng.choice([0, 3, 12, 40]), cap if cap is not None else 10**9)
+        return ThinkingBudget(max_thinking_tokens=cap, min_thinking_tokens=low, num_waits=rng.choice([0, 1, 3]),
+                              extrapolation=rng.choice(["Wait", ["Hmm, let me check", "Wait"], "\nAlternatively"]),
+                              answer_prefix=rng.choice(["Final Answer:", ""]), max_answer_tokens=rng.choice([None, 3]))
+
+    _differential(random.Random(7), batches=40, markers=markers, budget=budget, vocab=len(tokenizer))
+
+
+def _differential(rng: random.Random, batches: int, markers=None, budget=None, vocab: int = VOCAB) -> None:
+    for _ in range(batches):
         rows = 6
-        core, slots, specs, _, trackers = _setup(rng, rows)
+        core, slots, specs, _, trackers = _setup(rng, rows, markers, budget)
         slot = torch.tensor(slots)
         active = torch.ones(rows, dtype=torch.bool)
         for step in range(45):
@@ -122,7 +151,7 @@ def test_decisions_and_telemetry_equal_the_tracker(chunk):
             for r, hit in enumerate(hits):
                 if hit:
                     assert int(head[r]) == wanted[r], (r, step)
-            tokens = [_token(rng, specs[r].markers, wanted[r]) for r in range(rows)]
+            tokens = [_token(rng, specs[r].markers, wanted[r], vocab) for r in range(rows)]
             st, kinds = core.observe(slot, st, torch.tensor(tokens), active)
             core.state.put_(slot, st)
             for r, t in enumerate(trackers):

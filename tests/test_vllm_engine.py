@@ -149,3 +149,43 @@ def test_sampler_probabilities_match_transformers_warpers():
         warpers = hf_engine.sampling_warpers(GenerationConfig(do_sample=True, temperature=t, top_k=k, top_p=p))
         want = torch.softmax(warpers(None, scores[row : row + 1].clone()), dim=-1)[0]
         torch.testing.assert_close(got[row], want, atol=1e-6, rtol=1e-5)
+
+
+def test_seeded_sampling_is_reproducible(llm):
+    # The inject-or-ban draw comes from the request's seed and the token's position, as vLLM's own sampling does:
+    # the same seed twice gives the same tokens; without a budget that already held, now it holds with one.
+    budget = ThinkingBudget(min_thinking_tokens=24, max_thinking_tokens=40, max_answer_tokens=8)
+    runs = [vllm_engine.generate_with_budget(llm, QUESTIONS[:3], budget, do_sample=True, temperature=1.2, seed=seed)
+            for seed in (1234, 1234, 99)]
+    assert [r.token_ids for r in runs[0]] == [r.token_ids for r in runs[1]]
+    assert [r.token_ids for r in runs[0]] != [r.token_ids for r in runs[2]]
+    assert sum(r.waits for run in runs for r in run) > 0  # the draws really decided something
+
+
+def test_every_sample_of_n_has_its_own_telemetry(llm, default_model_dir):
+    from hf_s1.budget import BudgetTracker
+    from hf_s1.formats import marker_tokens
+
+    budget = ThinkingBudget(min_thinking_tokens=8, max_thinking_tokens=30, num_waits=1, max_answer_tokens=6)
+    out = vllm_engine.generate_with_budget(llm, QUESTIONS[:2], budget, do_sample=True, temperature=1.0, seed=7, n=3)
+    assert len(out) == 6 and [o.prompt for o in out] == [QUESTIONS[0]] * 3 + [QUESTIONS[1]] * 3
+    assert len({tuple(o.token_ids) for o in out[:3]}) > 1  # the samples differ...
+    tokenizer = llm.get_tokenizer()
+    markers = marker_tokens(tokenizer, "s1")
+    from hf_s1.prompts import prepare_requests
+
+    ids = prepare_requests(tokenizer, QUESTIONS[:2], budget).input_ids
+    for i, o in enumerate(out):  # ...and each result's counts are those of its own ids
+        t = BudgetTracker(budget, markers)
+        t.start(ids[i // 3])
+        t.replay(o.token_ids)
+        assert (o.thinking_tokens, o.answer_tokens, o.waits, o.capped) == (
+            t.stats.thinking_tokens, t.stats.answer_tokens, t.stats.waits, t.stats.capped)
+        assert 8 <= o.thinking_tokens <= 30
+
+
+def test_thinking_token_budget_with_a_budget_is_refused():
+    params = SamplingParams(thinking_token_budget=10, extra_args={"thinking_budget": {"max_thinking_tokens": 5}})
+    with pytest.raises(BudgetError, match="thinking_token_budget"):
+        vllm_engine.BudgetForcingLogitsProcessor.validate_params(params)
+    vllm_engine.BudgetForcingLogitsProcessor.validate_params(SamplingParams(thinking_token_budget=10))  # ours unused

@@ -107,7 +107,7 @@ def _uniform(seed: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
 
     lo, hi = seed & _MASK32, (seed >> 32) & _MASK32
     x = mix(mix(lo ^ mix(hi + 0x9E3779B9)) ^ (position & _MASK32))
-    return (x >> 8).to(torch.float32) / float(1 << 24)
+    return (x >> 8).float() / float(1 << 24)
 
 
 class BatchBudget:
@@ -420,7 +420,7 @@ class BatchBudget:
         does), then the token is observed. Returns each token's kind code."""
         if active is None:
             active = torch.ones(slot.shape[0], dtype=torch.bool, device=self.device)
-        token = token.to(self.device, torch.long)
+        token = token.long()
         st = self.state.index(slot)
         st, _, intercept, extend = self.decide(slot, st, active)
         ids, _ = self.intercept_ids(slot, extend)
@@ -479,7 +479,7 @@ class BatchBudget:
             mass = (probs.gather(1, ids) * uniq).sum(dim=1)
             draw = _uniform(self.seed[slot], st.n_gen)
             if uniform is not None:
-                draw = torch.where(self.seeded[slot], draw, uniform.to(draw.device))
+                draw = torch.where(self.seeded[slot], draw, uniform)
             hit = torch.where(sampled, (mass >= _CERTAIN) | (draw < mass), greedy_hit)
         hit = intercept & hit
         allowed = logits if allowed is None else allowed

@@ -48,7 +48,7 @@ def load_llm(path_or_id: str | os.PathLike | None = None, **llm_kwargs: Any) -> 
     from vllm import LLM
 
     if path_or_id is None:
-        from ..models import default_model_path
+        from ...models import default_model_path
 
         path_or_id = default_model_path()
     settings: dict[str, Any] = dict(dtype="float32", enforce_eager=True, max_model_len=2048, max_num_seqs=32)
