@@ -57,7 +57,6 @@ import torch  # noqa: E402
 
 import vllm.v1.worker.cpu.shm  # noqa: E402,F401  vLLM's CPU patch: pinned/UVA buffers become CPU tensors
 from vllm import SamplingParams  # noqa: E402
-from vllm.v1.worker.gpu import buffer_utils as _buffer_utils  # noqa: E402
 from vllm.v1.worker.gpu.buffer_utils import StagedWriteTensor  # noqa: E402
 from vllm.v1.worker.gpu.sample import bad_words as _bad_words  # noqa: E402
 from vllm.v1.worker.gpu.sample import logit_bias as _logit_bias  # noqa: E402
@@ -75,7 +74,6 @@ __all__ = [
     "RunResult",
     "SyncCounter",
     "SyncProbe",
-    "chain",
     "count_host_syncs",
     "cpu_kernels",
     "make_vllm_config",
@@ -322,8 +320,6 @@ def cpu_kernels() -> Iterator[None]:
             setattr(obj, name, old)
 
 
-assert _buffer_utils.StagedWriteTensor is StagedWriteTensor
-
 
 # =============================================================================================================
 # Host-sync counting
@@ -345,13 +341,10 @@ def _has_bool_tensor(index: Any) -> bool:
 
 
 def _to_host(args: tuple, kwargs: dict) -> bool:
+    # Only a literal "cpu" string counts: on this CPU harness the processor's own device *is* the CPU, so
+    # `.to(self.device)` (a device-to-device move or cast on a GPU) cannot be told apart from a real copy to host.
     candidates = list(args[1:]) + [kwargs.get("device")]
-    for c in candidates:
-        if isinstance(c, str) and c.split(":")[0] == "cpu":
-            return True
-        if isinstance(c, torch.device) and c.type == "cpu":
-            return True
-    return False
+    return any(isinstance(c, str) and c.split(":")[0] == "cpu" for c in candidates)
 
 
 class SyncCounter(torch.overrides.TorchFunctionMode):
@@ -360,6 +353,17 @@ class SyncCounter(torch.overrides.TorchFunctionMode):
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[str] = []
+        self.sites: list[str] = []  # "file:line" of the code that made each counted call
+
+    @staticmethod
+    def _site() -> str:
+        import traceback
+
+        for frame in reversed(traceback.extract_stack()[:-2]):
+            name = frame.filename.replace(os.sep, "/")
+            if "/torch/" not in name and not name.endswith("mrv2_harness.py"):
+                return f"{'/'.join(name.split('/')[-3:])}:{frame.lineno}"
+        return "?"
 
     @property
     def count(self) -> int:
@@ -383,6 +387,7 @@ class SyncCounter(torch.overrides.TorchFunctionMode):
             hit = _to_host(args, kwargs)
         if hit:
             self.calls.append(name)
+            self.sites.append(f"{name} at {self._site()}")
         return func(*args, **kwargs)
 
 
@@ -391,7 +396,9 @@ def count_host_syncs() -> SyncCounter:
     on a GPU: `Tensor.item/tolist/cpu/numpy/__array__`, `bool()/int()/float()/index()` of a tensor, `nonzero`,
     `argwhere`, `masked_select`, `unique(_consecutive)`, `bincount`, `equal`, `allclose`, boolean-mask
     `__getitem__`/`__setitem__`/`index_put_`, one-argument `torch.where`, `repeat_interleave` with tensor repeats and
-    no `output_size`, `.to("cpu")`, printing a tensor. Host-to-device copies are not counted."""
+    no `output_size`, `.to("cpu")` (the string: `.to(<torch.device cpu>)` is how a processor addresses its own device
+    on this CPU harness, so it is not counted), printing a tensor. Host-to-device copies are not counted.
+    `c.sites` says where each counted call was made."""
     return SyncCounter()
 
 
@@ -440,6 +447,8 @@ class LogitsOracle:
             return self.model(torch.tensor([list(prefix)], dtype=torch.long)).logits[0, -1].float()
 
     def _compute(self, missing: list[tuple[int, ...]]) -> None:
+        # Targets: missing prefixes that are not a prefix of another missing one, each with the prefix lengths
+        # whose logits it must produce.
         targets: list[tuple[tuple[int, ...], list[int]]] = []
         for key in sorted(missing, key=len, reverse=True):
             for target, lengths in targets:
@@ -448,26 +457,28 @@ class LogitsOracle:
                     break
             else:
                 targets.append((key, [len(key)]))
-        jobs = []
-        for target, lengths in targets:
-            lo = min(lengths)
-            best, best_c = None, 0
-            for tokens in self.states:
-                c = min(_lcp(tokens, target), lo - 1)
-                if c > best_c:
-                    best, best_c = tokens, c
-            jobs.append((target, sorted(lengths), best, best_c))
-        small = [j for j in jobs if len(j[0]) - j[3] <= self.batch_new_tokens]
-        for job in [j for j in jobs if len(j[0]) - j[3] > self.batch_new_tokens]:
-            self._run([job])
+        small = [t for t in targets if len(t[0]) - self._best_state(*t)[1] <= self.batch_new_tokens]
+        for t in [t for t in targets if len(t[0]) - self._best_state(*t)[1] > self.batch_new_tokens]:
+            self._run([t])
         for i in range(0, len(small), 16):
             self._run(small[i : i + 16])
 
-    def _run(self, jobs: list) -> None:
+    def _best_state(self, target: tuple[int, ...], lengths: list[int]) -> tuple[tuple[int, ...] | None, int]:
+        """The kept state sharing the longest prefix with `target` (at most min(lengths) - 1 tokens reused)."""
+        lo = min(lengths)
+        best, best_c = None, 0
+        for tokens in self.states:
+            c = min(_lcp(tokens, target), lo - 1)
+            if c > best_c:
+                best, best_c = tokens, c
+        return best, best_c
+
+    def _run(self, targets: list[tuple[tuple[int, ...], list[int]]]) -> None:
         from transformers import DynamicCache
 
         model = self.model
         num_layers = model.config.num_hidden_layers
+        jobs = [(target, sorted(lengths), *self._best_state(target, lengths)) for target, lengths in targets]
         pasts = []
         for _, _, state_key, c in jobs:
             if state_key is None or c == 0:
@@ -829,8 +840,11 @@ def run_mrv2(
                 seq_len = nc + n
                 seq_lens.append(seq_len)
                 upper[b] = int(req_states.num_computed_tokens_np[r.slot]) + n
-                committed = r.prompt + r.output
-                assert req_states.all_token_ids.gpu[r.slot, : len(committed)].tolist() == committed
+                # The committed sequence as the device holds it (post_update wrote every accepted token; after a
+                # stop the scheduler's output is shorter, and an async extra step still sees the device's).
+                committed = req_states.all_token_ids.gpu[r.slot, : int(req_states.total_len.gpu[r.slot])].tolist()
+                if not r.finish_pending:
+                    assert committed == r.prompt + r.output
                 tokens = committed + drafts.get(r.req_id, [])
                 chunked = seq_len < r.prefill_len
                 for j in range(num_logits[b]):
@@ -955,30 +969,16 @@ class SyncProbe:
 
     def __init__(self, *, decode_only: bool = True) -> None:
         self.decode_only = decode_only
-        self.per_step: list[tuple[int, int, list[str]]] = []  # (step, count, calls)
+        self.per_step: list[tuple[int, int, list[str]]] = []  # (step, count, "call at file:line")
 
     def __call__(self, orig, logits, ctx, info: StepInfo):
         if self.decode_only and not info.decode_only:
             return orig(logits, ctx)
         with count_host_syncs() as counter:
             out = orig(logits, ctx)
-        self.per_step.append((info.step, counter.count, counter.calls[:10]))
+        self.per_step.append((info.step, counter.count, counter.sites[:10]))
         return out
 
     @property
     def total(self) -> int:
         return sum(c for _, c, _ in self.per_step)
-
-
-def chain(*wrappers: ApplyWrapper) -> ApplyWrapper:
-    """Compose apply wrappers (the first is the outermost)."""
-
-    def wrapped(orig, logits, ctx, info):
-        def call(i, lg, cx):
-            if i == len(wrappers):
-                return orig(lg, cx)
-            return wrappers[i](lambda a, b: call(i + 1, a, b), lg, cx, info)
-
-        return call(0, logits, ctx)
-
-    return wrapped

@@ -493,8 +493,10 @@ class BatchBudget:
         lvl_ok = active & (lvl <= self.lookahead)
         self.pending_hit[slot, lvl.clamp(max=self.lookahead)] = torch.where(
             lvl_ok, hit, self.pending_hit[slot, lvl.clamp(max=self.lookahead)])
-        base = st.n_gen - lvl
-        self.pending_base[slot] = torch.where(lvl_ok & (lvl == 0), base, self.pending_base[slot])
+        # A request's rows share its slot: only its level-0 row sets the base. A scatter with "amax" keeps the
+        # write deterministic (plain indexing with repeated indices is not), and a request's base only grows.
+        base = torch.where(lvl_ok & (lvl == 0), st.n_gen, -1)
+        self.pending_base.scatter_reduce_(0, slot, base, reduce="amax")
         if self.log_injections:
             self._log(slot, st.n_gen, active & hit & extend)
         # Force: lift the forced id above its row, unless an earlier stage forbade it (-inf).
