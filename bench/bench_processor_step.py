@@ -33,17 +33,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _time(fn, steps: int, device: torch.device) -> float:
-    """Median seconds per call, after two warm-up calls."""
-    fn(), fn()
-    times = []
+def _time(fn, baseline, steps: int, device: torch.device) -> tuple[float, float]:
+    """Median seconds per call of `fn` and of `baseline`, interleaved (load drifts hit both), after warm-up."""
+    fn(), fn(), baseline()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(steps):
-        _sync(device)
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for f, out in ((fn, times[0]), (baseline, times[1])):
+            _sync(device)
+            t = time.perf_counter()
+            f()
+            _sync(device)
+            out.append(time.perf_counter() - t)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def bench_transformers(tokenizer, batch: int, vocab: int, steps: int, device: torch.device) -> tuple[float, float]:
@@ -68,9 +69,7 @@ def bench_transformers(tokenizer, batch: int, vocab: int, steps: int, device: to
         processor(grown[state["i"]], logits)
         state["i"] += 1
 
-    forced = _time(step, steps, device)
-    argmax = _time(lambda: logits.argmax(dim=-1), steps, device)
-    return forced, argmax
+    return _time(step, lambda: logits.argmax(dim=-1), steps, device)
 
 
 def bench_vllm_v1(tokenizer_dir: str, tokenizer, batch: int, vocab: int, steps: int,
@@ -100,9 +99,7 @@ def bench_vllm_v1(tokenizer_dir: str, tokenizer, batch: int, vocab: int, steps: 
             out.append(text)
         processor.apply(logits)
 
-    forced = _time(step, steps, device)
-    argmax = _time(lambda: logits.argmax(dim=-1), steps, device)
-    return forced, argmax
+    return _time(step, lambda: logits.argmax(dim=-1), steps, device)
 
 
 def main() -> None:

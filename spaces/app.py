@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 # `python spaces/app.py` puts this folder on sys.path; importing the app from elsewhere needs it too.
 _HERE = str(Path(__file__).resolve().parent)
@@ -131,9 +132,11 @@ class SpaceRuntime:
             self._tokenizers.put(tokenizer)
 
     def start(self, question: str, budget: ThinkingBudget, temperature: float, tag: str, sink: queue.Queue,
-              max_new_tokens: int | None = None) -> threading.Thread:
+              max_new_tokens: int | None = None, cancel: threading.Event | None = None) -> threading.Thread:
         """Run one generation in the background. `sink` receives `(tag, chunk, live_thinking_tokens)` for
-        every streamed `ThoughtChunk`, then `(tag, None, result_or_exception)`."""
+        every streamed `ThoughtChunk`, then `(tag, None, result_or_exception)`. Setting `cancel` stops the
+        generation at its next decoding step (the visitor closed or abandoned the request)."""
+        stop = StoppingCriteriaList([_Cancelled(cancel)]) if cancel is not None else None
 
         def pump() -> None:
             try:
@@ -146,13 +149,13 @@ class SpaceRuntime:
                             holder["result"] = generate_with_budget(
                                 self.model, tokenizer, question, budget, streamer=streamer,
                                 do_sample=temperature > 0, temperature=temperature or 1.0,
-                                max_new_tokens=max_new_tokens,
+                                max_new_tokens=max_new_tokens, stopping_criteria=stop,
                             )[0]
                         except BaseException as exc:  # hand the failure to the page instead of hanging it
                             holder["error"] = exc
                             streamer.end()
 
-                    worker = threading.Thread(target=run, daemon=True)
+                    worker = threading.Thread(target=run, daemon=True, name=f"hf-s1-{tag}-generate")
                     worker.start()
                     for chunk in streamer:
                         sink.put((tag, chunk, _live_thinking_tokens(streamer)))
@@ -161,9 +164,21 @@ class SpaceRuntime:
             except BaseException as exc:
                 sink.put((tag, None, exc))
 
-        thread = threading.Thread(target=pump, daemon=True)
+        thread = threading.Thread(target=pump, daemon=True, name=f"hf-s1-{tag}")
         thread.start()
         return thread
+
+
+class _Cancelled(StoppingCriteria):
+    """Stops a generation once its request is gone: checked at every decoding step, reads no device memory."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def _live_thinking_tokens(streamer: BudgetStreamer) -> int:
@@ -229,11 +244,15 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         forced = ThoughtView(budget, key=f"{turn}-forced", label="Thinking (budget forcing)")
         plain = ThoughtView(None, key=f"{turn}-plain", label="Thinking (no budget forcing)") if compare else None
         sink: queue.Queue = queue.Queue()
-        runtime.start(question, budget, temperature, "forced", sink)
+        # Set when this request ends for any reason: a visitor who cancels or leaves closes this generator
+        # (gradio closes the iterator), and its generations stop at their next step instead of running on.
+        cancel = threading.Event()
+        runtime.start(question, budget, temperature, "forced", sink, cancel=cancel)
         if plain is not None:
             # The same question with no bounds: only the Space's own token limits apply.
             unforced = ThinkingBudget(max_answer_tokens=settings.max_answer_tokens)
-            runtime.start(question, unforced, temperature, "plain", sink, max_new_tokens=settings.max_new_tokens)
+            runtime.start(question, unforced, temperature, "plain", sink, max_new_tokens=settings.max_new_tokens,
+                          cancel=cancel)
         views = {"forced": forced, "plain": plain}
         history_forced = [*(chat_forced or []), user]
         history_plain = [*(chat_plain or []), user] if plain is not None else chat_plain
@@ -246,21 +265,24 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                 {"forced": _summary(forced), "unforced": _summary(plain) if plain is not None else None},
             )
 
-        yield render()
-        running = 1 + (plain is not None)
-        while running:
-            tag, chunk, payload = sink.get()
-            view = views[tag]
-            if chunk is None:
-                running -= 1
-                if isinstance(payload, BaseException):
-                    view.finish(None, error=f"{type(payload).__name__}: {payload}")
-                else:
-                    view.finish(payload)
-            else:
-                view.add(chunk)
-                view.thinking_tokens = payload
+        try:
             yield render()
+            running = 1 + (plain is not None)
+            while running:
+                tag, chunk, payload = sink.get()
+                view = views[tag]
+                if chunk is None:
+                    running -= 1
+                    if isinstance(payload, BaseException):
+                        view.finish(None, error=f"{type(payload).__name__}: {payload}")
+                    else:
+                        view.finish(payload)
+                else:
+                    view.add(chunk)
+                    view.thinking_tokens = payload
+                yield render()
+        finally:
+            cancel.set()
 
     ask = zero_gpu(ask)
 

@@ -7,6 +7,8 @@ API accepts any JSON, so the same caps are enforced again before a token is gene
 
 from __future__ import annotations
 
+import math
+
 import importlib.util
 import os
 from collections.abc import Mapping
@@ -155,7 +157,8 @@ def check_question(question: Any, settings: SpaceSettings) -> str:
 
 def _count(name: str, value: Any, low: int, high: int) -> int:
     # Sliders arrive as floats over the API; accept whole numbers only.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or float(value) != int(value)):
         raise SpaceInputError(f"{name} must be a whole number between {low} and {high}, got {value!r}.")
     value = int(value)
     if not low <= value <= high:

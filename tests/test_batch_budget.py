@@ -25,7 +25,7 @@ WORDS = {"Wait": (20,), "Hmm": (21, 22), "Alternatively": (23, 24, 25), "Final A
 def _markers(rng: random.Random) -> MarkerTokens:
     shapes = [
         dict(think_start=(3, 4), think_end=(3, 5), before_end=(6,), after_end=(6,)),  # s1: shared first token
-        dict(think_start=(7,), think_end=(8, 9, 7), before_end=(6,), after_end=(6, 6)),  # r1-like, longer end
+        dict(think_start=(7,), think_end=(8, 9, 3), before_end=(6,), after_end=(6, 6)),  # r1-like, longer end
         dict(think_start=(3, 4, 5), think_end=(9,), before_end=(), after_end=()),  # one-token end, no newline
     ]
     shape = rng.choice(shapes)

@@ -189,3 +189,17 @@ def test_thinking_token_budget_with_a_budget_is_refused():
     with pytest.raises(BudgetError, match="thinking_token_budget"):
         vllm_engine.BudgetForcingLogitsProcessor.validate_params(params)
     vllm_engine.BudgetForcingLogitsProcessor.validate_params(SamplingParams(thinking_token_budget=10))  # ours unused
+
+
+def test_tokenizer_checks_hold_from_the_first_request(default_model_dir):
+    # A fresh engine: its very first request with an extrapolation that would end the row is refused at
+    # admission, not generated without a budget.
+    llm = vllm_engine.load_llm(default_model_dir, max_num_seqs=4, max_model_len=256)
+    bad = SamplingParams(max_tokens=8, extra_args={"thinking_budget": {"min_thinking_tokens": 4,
+                                                                       "extrapolation": "Wait<|im_end|>"}})
+    with pytest.raises(VLLMValidationError, match="end-of-sequence"):
+        llm.generate([TokensPrompt(prompt_token_ids=[1, 2, 3])], bad, use_tqdm=False)
+    ends = SamplingParams(max_tokens=8, extra_args={"thinking_budget": {"min_thinking_tokens": 4,
+                                                                        "extrapolation": "Hm <|im_start|>answer"}})
+    with pytest.raises(VLLMValidationError, match="end-of-thinking marker"):
+        llm.generate([TokensPrompt(prompt_token_ids=[1, 2, 3])], ends, use_tqdm=False)

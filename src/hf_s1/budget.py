@@ -108,7 +108,13 @@ class ThinkingBudget:
                 f"min_thinking_tokens ({self.min_thinking_tokens}) is above max_thinking_tokens "
                 f"({self.max_thinking_tokens}): lower the minimum or raise the maximum."
             )
-        strings = (self.extrapolation,) if isinstance(self.extrapolation, str) else tuple(self.extrapolation)
+        if isinstance(self.extrapolation, str):
+            strings = (self.extrapolation,)
+        elif isinstance(self.extrapolation, (list, tuple)):  # a set or dict has no order to rotate in
+            strings = tuple(self.extrapolation)
+        else:
+            raise BudgetError(f"extrapolation must be a string or a list of strings, got "
+                              f"{type(self.extrapolation).__name__} {self.extrapolation!r}.")
         if not strings or any(not isinstance(s, str) or s == "" for s in strings):
             raise BudgetError(
                 f"extrapolation must be a non-empty string or a non-empty list of non-empty strings, got "
@@ -190,6 +196,9 @@ class MarkerTokens:
         for name in ("think_start", "think_end", "before_end", "after_end"):
             if self.stop_set & set(getattr(self, name)):
                 raise BudgetError(f"the {name} marker contains an end-of-sequence token; pick another marker.")
+        if _find(self.think_start, self.think_end) >= 0 or _find(self.think_end, self.think_start) >= 0:
+            raise BudgetError("one think marker contains the other (as tokens), so thinking could never be told "
+                              "open from closed: pick markers where neither holds the other.")
 
     def cut_ids(self, last_token: int | None, answer_prefix: Sequence[int]) -> list[int]:
         """The forced cut: `before_end` unless the text already ends with it, end marker, `after_end`, prefix."""
@@ -209,6 +218,11 @@ class MarkerTokens:
                 raise BudgetError(f"{what} {text!r} contains an end-of-sequence token; it would end generation.")
             if what == "extrapolation" and ids and ids[0] == self.think_end[0]:
                 raise BudgetError(f"extrapolation {text!r} starts with the end-of-thinking marker's first token.")
+            if what == "extrapolation" and _find(ids, self.think_end) >= 0:
+                # It would end thinking inside the injection, below the minimum. (A start marker inside one is
+                # plain thinking text: thinking has begun already, so it neither restarts nor nests.)
+                raise BudgetError(f"extrapolation {text!r} contains the end-of-thinking marker: it would end the "
+                                  f"thinking it is meant to extend; remove the marker from the string.")
             self._cache[key] = ids
         return self._cache[key]
 
@@ -514,6 +528,15 @@ def _rfind(seq: Sequence[int], sub: Sequence[int], start: int = 0) -> int:
     """Index of the last occurrence of `sub` in `seq[start:]`, or -1."""
     n = len(sub)
     for i in range(len(seq) - n, start - 1, -1):
+        if tuple(seq[i : i + n]) == tuple(sub):
+            return i
+    return -1
+
+
+def _find(seq: Sequence[int], sub: Sequence[int]) -> int:
+    """Index of the first occurrence of `sub` in `seq`, or -1."""
+    n = len(sub)
+    for i in range(len(seq) - n + 1):
         if tuple(seq[i : i + n]) == tuple(sub):
             return i
     return -1

@@ -68,6 +68,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-s1", description="s1 budget forcing on the Hugging Face stack")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="budget-forced generation (default: the embedded SmolLM2-135M-Instruct)")
     gen.add_argument("prompts", nargs="+", help="one or more questions")
@@ -98,9 +99,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except BudgetError as exc:
+    except BudgetError as exc:  # input errors: the message names the fix
+        if args.debug:
+            raise
         print(f"hf-s1: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # anything else: one line, the traceback on request
+        if args.debug:
+            raise
+        print(f"hf-s1: error: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''} "
+              f"(run `hf-s1 --debug ...` for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

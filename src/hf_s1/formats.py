@@ -47,10 +47,19 @@ class ThinkFormat:
     after_end: str = "\n"
 
     def __post_init__(self) -> None:
+        for name in ("think_start", "think_end", "after_start", "before_end", "after_end"):
+            if not isinstance(getattr(self, name), str):
+                raise BudgetError(f"ThinkFormat.{name} must be a string, got {getattr(self, name)!r}.")
         if not self.think_start or not self.think_end:
             raise BudgetError("ThinkFormat needs non-empty think_start and think_end markers.")
         if self.think_start == self.think_end:
             raise BudgetError("think_start and think_end must differ.")
+        if self.think_end in self.think_start or self.think_start in self.think_end:
+            # e.g. end "<think" inside start "<think>": the start marker would also read as an end, and the
+            # budget would be silently ignored.
+            raise BudgetError(f"one think marker contains the other ({self.think_start!r}, {self.think_end!r}): "
+                              f"thinking could never be told open from closed; pick markers where neither holds "
+                              f"the other.")
 
     def cut_text(self, answer_prefix: str) -> str:
         """What the upper bound appends to a thinking that does not end with `before_end`."""

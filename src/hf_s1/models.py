@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from .budget import BudgetError
 
 __all__ = ["DEFAULT_MODEL_NAME", "default_model_path", "load_default_model", "load_model"]
 
@@ -65,6 +68,34 @@ def default_model_path() -> Path:
     return target
 
 
+class ModelSourceError(BudgetError):
+    """A model folder or Hub id that cannot be loaded here; the message names the fix."""
+
+
+def check_model_source(name_or_path: str | os.PathLike) -> str:
+    """`name_or_path` as a string, after checking it can be loaded: a local folder must hold a saved model
+    (`config.json`), and a Hub id must be in the local cache when `HF_HUB_OFFLINE` is set."""
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelSourceError(f"{text!r} is a file, not a model folder: pass the folder that holds config.json.")
+        if not (path / "config.json").is_file():
+            raise ModelSourceError(f"the folder {text!r} holds no model (no config.json): pass a folder written by "
+                                   f"save_pretrained, a Hub id, or leave the model out for the embedded one.")
+        return str(path)
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", text) or text.startswith("."):  # not a Hub id: a missing folder
+        raise ModelSourceError(f"no model folder at {text!r}: check the path, or pass a Hub id such as "
+                               f"'HuggingFaceTB/SmolLM2-135M-Instruct'.")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(text, "config.json"), str):
+            raise ModelSourceError(f"the Hub model {text!r} is not in the local cache and HF_HUB_OFFLINE is set: "
+                                   f"download it while online (`hf download {text}`) or pass a local folder.")
+    return text
+
+
 def load_model(name_or_path: str | os.PathLike | None = None, *, dtype: Any = None, device: str | None = None, **kwargs: Any):
     """Load `(model, tokenizer)` from a Hub id, a local folder, or (None) the embedded default model.
 
@@ -73,7 +104,7 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, dtype: Any = No
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = default_model_path() if name_or_path is None else name_or_path
+    path = default_model_path() if name_or_path is None else check_model_source(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32, **kwargs)
     if device is not None:

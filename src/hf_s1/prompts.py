@@ -10,8 +10,8 @@ from typing import Any, Union
 from .budget import BudgetError, MarkerTokens, ThinkingBudget
 from .formats import ThinkFormat, get_format, marker_tokens
 
-__all__ = ["Prompt", "Requests", "prepare_requests", "build_prompt", "per_row_budgets", "token_allowance",
-           "DEFAULT_ANSWER_TOKENS"]
+__all__ = ["Prompt", "Requests", "prepare_requests", "build_prompt", "check_prompt", "per_row_budgets",
+           "token_allowance", "check_sampling", "DEFAULT_ANSWER_TOKENS"]
 
 Prompt = Union[str, Sequence[Mapping[str, str]]]  # a question, or a chat (list of {"role", "content"})
 
@@ -30,32 +30,53 @@ def build_prompt(
     """The text a model continues: chat template with a generation prompt, then the think-start marker.
 
     With `chat_template=False` the prompt is used as plain text (a documented plain format for tokenizers
-    without a template): `prompt + think_start`.
+    without a template): `prompt + think_start`. On both paths one rule decides whether the marker is added: a
+    text that already holds an open thinking block (a think-start marker with no end marker after it, e.g. a
+    template of a thinking model, or a plain prompt that ends with the marker) is already thinking, as
+    `BudgetTracker.start` reads it, and gets no second marker.
     """
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise BudgetError("a prompt is empty; give every prompt some text.")
-        messages = [{"role": "user", "content": prompt}]
-    elif isinstance(prompt, Sequence) and prompt and all(isinstance(m, Mapping) for m in prompt):
-        messages = [dict(m) for m in prompt]
-    else:
-        raise BudgetError(f"a prompt must be a non-empty string or a list of chat messages, got {prompt!r}.")
+    messages = check_prompt(prompt)
     if not chat_template:
         if not isinstance(prompt, str):
             raise BudgetError("chat_template=False takes plain string prompts, not chat messages.")
-        return f"{prompt}{fmt.think_start}"
-    if not getattr(tokenizer, "chat_template", None):
-        raise BudgetError(
-            "this tokenizer has no chat template: set tokenizer.chat_template, or pass chat_template=False to "
-            "use prompts as plain text followed by the think-start marker."
-        )
-    if system_prompt is not None and messages[0].get("role") != "system":
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    # Templates of thinking models may already open the thinking block.
-    if text.rstrip().endswith(fmt.think_start):
-        return text
-    return f"{text}{fmt.think_start}"
+        text = prompt
+    else:
+        if not getattr(tokenizer, "chat_template", None):
+            raise BudgetError(
+                "this tokenizer has no chat template: set tokenizer.chat_template, or pass chat_template=False to "
+                "use prompts as plain text followed by the think-start marker."
+            )
+        if system_prompt is not None and messages[0].get("role") != "system":
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return text if _thinking_open(text, fmt) else f"{text}{fmt.think_start}"
+
+
+def _thinking_open(text: str, fmt: ThinkFormat) -> bool:
+    start = text.rfind(fmt.think_start)
+    return start >= 0 and text.find(fmt.think_end, start + len(fmt.think_start)) < 0
+
+
+def check_prompt(prompt: Any) -> list[dict[str, str]]:
+    """A prompt as chat messages, or a `BudgetError` naming what is wrong: a prompt is a non-empty string or a
+    non-empty list of messages, each a mapping with a string `role` and a non-empty string `content`."""
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise BudgetError("a prompt is empty; give every prompt some text.")
+        return [{"role": "user", "content": prompt}]
+    if not isinstance(prompt, Sequence) or not prompt or not all(isinstance(m, Mapping) for m in prompt):
+        raise BudgetError(f"a prompt must be a non-empty string or a list of chat messages, got {prompt!r}.")
+    messages = []
+    for i, m in enumerate(prompt):
+        role, content = m.get("role"), m.get("content")
+        if not isinstance(role, str) or not role:
+            raise BudgetError(f"chat message {i} has no role: give each message a 'role' (e.g. 'user'), got {dict(m)!r}.")
+        if not isinstance(content, str):
+            raise BudgetError(f"chat message {i} ({role}) has content {content!r}: content must be a string.")
+        if not content.strip():
+            raise BudgetError(f"chat message {i} ({role}) is empty; give it some text or leave the message out.")
+        messages.append(dict(m))
+    return messages
 
 
 def per_row_budgets(budget: Union[ThinkingBudget, Sequence[ThinkingBudget], Mapping], n: int) -> list[ThinkingBudget]:
@@ -132,6 +153,9 @@ def prepare_requests(
     """Normalise one prompt or a list, check them, and pair each with its budget and prompt text."""
     if isinstance(prompts, Mapping):
         raise BudgetError("a single chat message was given: pass a chat as a list of messages, e.g. [message].")
+    if not isinstance(prompts, (str, Sequence)):
+        raise BudgetError(f"prompts must be a string, a chat (list of messages) or a list of either, got "
+                          f"{type(prompts).__name__} {prompts!r}.")
     single = isinstance(prompts, str) or (
         isinstance(prompts, Sequence) and len(prompts) > 0 and isinstance(prompts[0], Mapping)
     )
@@ -155,3 +179,34 @@ def _encode_prompt(tokenizer: Any, text: str, fmt: ThinkFormat, markers: MarkerT
         ids = list(tokenizer(head, add_special_tokens=False)["input_ids"]) + list(markers.think_start)
         return ids + (list(tokenizer(tail, add_special_tokens=False)["input_ids"]) if tail else [])
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+# Sampler settings budget forcing cannot account for: it decides from temperature / top-k / top-p / min-p only,
+# and these would be applied after its decision (or not at all).
+_UNSUPPORTED_SAMPLING = ("typical_p", "epsilon_cutoff", "eta_cutoff", "top_h", "top_n_sigma", "mirostat_tau")
+
+
+def check_sampling(do_sample: bool, temperature: Any, top_p: Any, top_k: Any, min_p: Any,
+                   extra: Mapping[str, Any] | None = None) -> None:
+    """Refuse sampler settings that would be clamped, ignored or applied after the budget decision.
+
+    Greedy runs (`do_sample=False`) ignore the values, as `generate` does, but they must still be well-formed.
+    """
+    def number(name: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # NaN != NaN
+            raise BudgetError(f"{name} must be a number, got {value!r}.")
+        return float(value)
+
+    t = number("temperature", temperature)
+    if do_sample and not t > 0:
+        raise BudgetError(f"temperature must be > 0 when sampling, got {temperature!r}; use do_sample=False for greedy.")
+    if not 0.0 < number("top_p", top_p) <= 1.0:
+        raise BudgetError(f"top_p must be in (0, 1], got {top_p!r}.")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise BudgetError(f"top_k must be an int >= 0 (0: off), got {top_k!r}.")
+    if min_p is not None and not 0.0 <= number("min_p", min_p) <= 1.0:
+        raise BudgetError(f"min_p must be in [0, 1], got {min_p!r}.")
+    bad = sorted(k for k in (extra or {}) if k in _UNSUPPORTED_SAMPLING)
+    if bad:
+        raise BudgetError(f"budget forcing computes end probabilities with temperature / top_k / top_p / min_p only; "
+                          f"remove {bad} or sample without budget forcing.")

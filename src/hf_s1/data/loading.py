@@ -3,6 +3,8 @@ reasoning trace a row is trained on."""
 
 from __future__ import annotations
 
+import json
+
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -155,6 +157,9 @@ def load_s1k(source: Union[str, os.PathLike] = "s1k", *, split: str = "train", *
     path = Path(os.fspath(source)).expanduser()
     if path.exists():
         builder, files = _local_files(path)
+        if builder == "json":
+            for file in files:
+                _check_json_lines(Path(file))
         return datasets.load_dataset(builder, data_files=files, split="train", **kwargs)
     if isinstance(source, os.PathLike) or Path(name).suffix in _LOCAL_BUILDERS or name.startswith((".", "/", "~")):
         raise DataError(f"no such file or folder: {path}; check the path or give a Hub data set id.")
@@ -165,3 +170,19 @@ def load_s1k(source: Union[str, os.PathLike] = "s1k", *, split: str = "train", *
             f"could not load {name!r} from the Hub ({type(err).__name__}: {err}); check the id and your network "
             f"(HF_HUB_OFFLINE=1 allows only cached sets), or pass a local .jsonl/.parquet path."
         ) from err
+
+
+def _check_json_lines(path: Path) -> None:
+    """Refuse a .jsonl file with a malformed line, naming the line (datasets' own error does not)."""
+    if path.suffix != ".jsonl":
+        return
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: not a JSON object ({exc.msg}); fix or remove the line.") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{number}: each line must be a JSON object, got {type(row).__name__}.")

@@ -140,6 +140,7 @@ class BatchBudget:
         self.pending_base = torch.full((num_slots,), -1, dtype=torch.long, device=self.device)
         self.log_injections = log_injections
         self.injected = torch.zeros(num_slots, 64 if log_injections else 0, dtype=torch.bool, device=self.device)
+        self._whole = torch.arange(num_slots, device=self.device)
 
     # ---- tables -----------------------------------------------------------------------------------------------
 
@@ -418,10 +419,12 @@ class BatchBudget:
         """Advance stored state by one committed token per row (`active` rows only): the decision taken for it is
         replayed (its stored outcome from `propose`, else inferred from the token as `BudgetTracker.replay`
         does), then the token is observed. Returns each token's kind code."""
-        if active is None:
+        everyone = active is None
+        if everyone:
             active = torch.ones(slot.shape[0], dtype=torch.bool, device=self.device)
         token = token.long()
-        st = self.state.index(slot)
+        whole = self._is_whole(slot)
+        st = self.state if whole else self.state.index(slot)
         st, _, intercept, extend = self.decide(slot, st, active)
         ids, _ = self.intercept_ids(slot, extend)
         inferred = ~(ids == token[:, None]).any(dim=1) & (token == self.replacement_head(slot, st, extend))
@@ -430,9 +433,22 @@ class BatchBudget:
         stored = self.pending_hit[slot, j.clamp(0, self.lookahead)]
         hit = active & intercept & torch.where(known, stored, inferred)
         st, _ = self.resolve(slot, st, hit, extend)
-        st, kind = self.observe(slot, st, token, active)
-        self.state.put_(slot, self.state.index(slot).where(active, st))
+        new, kind = self.observe(slot, st, token, active)
+        new = new if everyone else st.where(active, new)
+        if whole:
+            self.state = new
+        else:
+            self.state.put_(slot, new)
         return kind
+
+    def _is_whole(self, slot: torch.Tensor) -> bool:
+        """Whether `slot` is every slot in order (a batch that owns the whole core): no gather/scatter needed.
+        Decided on the host from the tensor's identity, never by reading it."""
+        return slot is self._whole
+
+    def whole(self) -> torch.Tensor:
+        """The slot index of a batch that owns every slot, row i in slot i (pass this very tensor)."""
+        return self._whole
 
     def propose(
         self,
@@ -467,8 +483,9 @@ class BatchBudget:
             the rows' state after the decision (for continuing over draft tokens) and whether each row's
             intercepted end was replaced.
         """
-        st = self.state.index(slot) if state is None else state
-        st, force, intercept, extend = self.decide(slot, st, active)
+        if state is None:
+            state = self.state if self._is_whole(slot) else self.state.index(slot)
+        st, force, intercept, extend = self.decide(slot, state, active)
         ids, uniq = self.intercept_ids(slot, extend)
         top_value, top_id = logits.max(dim=-1) if top is None else top
         if sampled is None:

@@ -20,7 +20,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from ..budget import BudgetError, BudgetStats, BudgetTracker, ThinkingBudget, TokenKind
 from ..formats import ThinkFormat, get_format, marker_tokens
-from ..prompts import Prompt, prepare_requests, token_allowance
+from ..prompts import Prompt, check_sampling, prepare_requests, token_allowance
 from ..results import BudgetedGeneration, build_result
 from .batch_budget import BatchBudget, SlotSpec
 
@@ -162,7 +162,7 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
             # The next step of the same generation: commit the token sampled since the last call. Rows must
             # extend the sequences seen so far; a reordering (beam search) is detected on the device and
             # reported by stats(), so that no step waits for the device.
-            core.commit(self._slots, input_ids[:, -1])
+            core.commit(self._slots, input_ids[:, -1], None)
             self._reordered |= input_ids[:, -2] != self._last
         else:
             core = self._begin(input_ids)
@@ -197,7 +197,7 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
         core.set_slots(range(batch), specs)
         core.start(range(batch), input_ids)
         self._core, self._prompts, self.trackers, self._streamed = core, input_ids, [], {}
-        self._slots = torch.arange(batch, device=input_ids.device)
+        self._slots = core.whole()
         self._all_rows = torch.ones(batch, dtype=torch.bool, device=input_ids.device)
         self._reordered = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
         return core
@@ -264,10 +264,8 @@ def _context_length(model: Any) -> int | None:
 
 
 def _sampling_config(do_sample: bool, temperature: float, top_p: float, top_k: int, min_p: float | None):
-    if not do_sample:
+    if not do_sample:  # check_sampling has validated the values
         return None
-    if temperature is None or temperature <= 0:
-        raise BudgetError(f"temperature must be > 0 when sampling, got {temperature!r}; use do_sample=False for greedy.")
     return GenerationConfig(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p)
 
 
@@ -337,6 +335,7 @@ def generate_with_budget(
                           "(e.g. prompts * k), each copy gets its own result.")
     if generate_kwargs.get("num_beams", 1) != 1:
         raise BudgetError("budget forcing runs one sequence per row: beam search is not supported (num_beams=1).")
+    check_sampling(do_sample, temperature, top_p, top_k, min_p, generate_kwargs)
     sampling = _sampling_config(do_sample, temperature, top_p, top_k, min_p)
     user_processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
     context = _context_length(model)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from ...budget import BudgetError, BudgetTracker, ThinkingBudget
 from ...formats import ThinkFormat
-from ...prompts import Prompt, prepare_requests, token_allowance
+from ...prompts import Prompt, check_sampling, prepare_requests, token_allowance
 from ...reference import s1_loop_result
 from ...results import BudgetedGeneration, build_result
 from .params import BUDGET_KEY, FORMAT_KEY
@@ -47,10 +47,9 @@ def load_llm(path_or_id: str | os.PathLike | None = None, **llm_kwargs: Any) -> 
         os.environ.setdefault(name, value)
     from vllm import LLM
 
-    if path_or_id is None:
-        from ...models import default_model_path
+    from ...models import check_model_source, default_model_path
 
-        path_or_id = default_model_path()
+    path_or_id = default_model_path() if path_or_id is None else check_model_source(path_or_id)
     settings: dict[str, Any] = dict(dtype="float32", enforce_eager=True, max_model_len=2048, max_num_seqs=32)
     settings.update(llm_kwargs)
     procs = list(settings.pop("logits_processors", None) or [])
@@ -143,8 +142,7 @@ def generate_with_budget(
             "this LLM has no budget-forcing processor: build it with "
             "LLM(..., logits_processors=[hf_s1.engines.vllm.BudgetForcingLogitsProcessor]) or hf_s1.engines.vllm.load_llm()."
         )
-    if do_sample and (temperature is None or temperature <= 0):
-        raise BudgetError(f"temperature must be > 0 when sampling, got {temperature!r}; use do_sample=False for greedy.")
+    check_sampling(do_sample, temperature, top_p, top_k, min_p, sampling_kwargs)
     if "extra_args" in sampling_kwargs or "logits_processors" in sampling_kwargs:
         raise BudgetError("generate_with_budget sets extra_args itself: pass the budget as `budget`.")
     prompt_list, tokenizer, fmt, markers, budgets, prompt_ids = _prepare(

@@ -2,9 +2,9 @@
 
 - `"thinking_budget"`: a mapping of `ThinkingBudget` fields, e.g. `{"max_thinking_tokens": 512, "num_waits": 2}`,
   or the same as a JSON string (`vllm_xargs` values must be flat over HTTP). `{}` means the default budget
-  (thinking is opened and closed properly, no bounds). Requests without the key are left untouched, unless the
-  server sets `HF_S1_DEFAULT_THINKING_BUDGET` (a JSON budget for them).
-- `"think_format"`: `"s1"` (default) or `"r1"`.
+  (thinking is opened and closed properly, no bounds). Requests without the key, or with `None` / JSON `null`,
+  are left untouched, unless the server sets `HF_S1_DEFAULT_THINKING_BUDGET` (a JSON budget for them).
+- `"think_format"`: `"s1"` (default) or `"r1"`; only with a budget (alone it is refused: it turns nothing on).
 """
 
 from __future__ import annotations
@@ -62,20 +62,23 @@ def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None
         raise BudgetError(f"extra_args must be a mapping, got {type(extra).__name__}.")
     raw = extra.get(BUDGET_KEY)
     where = f"extra_args[{BUDGET_KEY!r}]"
-    if raw is None and FORMAT_KEY not in extra:
+    if isinstance(raw, str):  # over HTTP, vllm_xargs values are flat: the budget comes as a JSON object string
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BudgetError(f"{where} must be a JSON object of ThinkingBudget fields: {exc}.") from None
+    if raw is None:  # absent, None or JSON null: this request asks for no budget
         default = os.environ.get(DEFAULT_BUDGET_ENV)
         if not default:
+            if FORMAT_KEY in extra:
+                raise BudgetError(f"extra_args has {FORMAT_KEY!r} but no {BUDGET_KEY!r}: a format alone does not "
+                                  f"turn budget forcing on; add {BUDGET_KEY!r} ({{}} for the defaults) or drop the format.")
             return None
         where = f"${DEFAULT_BUDGET_ENV}"
         try:
             raw = json.loads(default)
         except json.JSONDecodeError as exc:
             raise BudgetError(f"{where} must hold a JSON object of ThinkingBudget fields: {exc}.") from None
-    if isinstance(raw, str):  # over HTTP, vllm_xargs values are flat: the budget comes as a JSON object string
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise BudgetError(f"{where} must be a JSON object of ThinkingBudget fields: {exc}.") from None
     fmt_name = extra.get(FORMAT_KEY, "s1")
     if not isinstance(fmt_name, str):
         raise BudgetError(f"extra_args[{FORMAT_KEY!r}] must be 's1' or 'r1', got {fmt_name!r}.")

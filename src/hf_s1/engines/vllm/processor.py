@@ -130,6 +130,7 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
             revision=getattr(model_config, "tokenizer_revision", None),
             trust_remote_code=bool(getattr(model_config, "trust_remote_code", False)),
         )
+        type(self)._validation_tokenizer = self._tokenizer
         self._device = device
         self._lookahead = lookahead
         self._core = BatchBudget(num_slots, device, lookahead=lookahead)
@@ -146,10 +147,17 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
 
     # -- requests --------------------------------------------------------------------------------------------
 
+    # The tokenizer of the engine built in this process (set by __init__, before any request is admitted), so
+    # that validate_params can run the checks that need it (strings that would end the row...) from the first
+    # request. Validation state only: per-request state lives on the instance.
+    _validation_tokenizer: Any = None
+
     @classmethod
     def validate_params(cls, sampling_params: SamplingParams) -> None:
         """Refuse a malformed budget when the request is admitted (vLLM turns the `ValueError` into HTTP 400)."""
-        budget_from_params(sampling_params)
+        parsed = budget_from_params(sampling_params)
+        if parsed is not None and cls._validation_tokenizer is not None:
+            BudgetTracker(parsed[0], marker_tokens(cls._validation_tokenizer, parsed[1]))
 
     def is_argmax_invariant(self) -> bool:
         """Forcing and banning tokens changes greedy picks."""
@@ -222,9 +230,8 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         slots = ctx.idx_mapping.long()
         active = ready_dev[slots]
         total = states.total_len.gpu[slots].long()
-        state = self._core.state
         for _ in range(1 + self._lookahead):
-            position = self._prompt_len[slots] + state.n_gen[slots]
+            position = self._prompt_len[slots] + self._core.state.n_gen[slots]
             step = active & (position < total)
             token = all_ids[slots, position.clamp(max=all_ids.shape[1] - 1)]
             self._core.commit(slots, token, step)

@@ -1,0 +1,190 @@
+"""Hostile and careless input: every path gives a clear error (a `BudgetError` naming the fix) or a documented
+result. The cases are the classes listed in docs/bad_input.md, with neighbours of each."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hf_s1 import BudgetError, ThinkingBudget
+from hf_s1.budget import BudgetTracker
+from hf_s1.formats import ThinkFormat, marker_tokens
+from hf_s1.prompts import build_prompt, check_prompt, check_sampling, prepare_requests
+
+# ---- extrapolation strings that would end thinking ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["Wait <|im_start|>answer", "<|im_start|>answer", "Hmm<|im_start|>answer\nok",
+                                  "Wait<|im_end|>", "Wait<|endoftext|> more"])
+def test_extrapolation_that_would_end_thinking_is_refused(tokenizer, text):
+    markers = marker_tokens(tokenizer, "s1")
+    with pytest.raises(BudgetError, match="extrapolation"):
+        BudgetTracker(ThinkingBudget(min_thinking_tokens=8, extrapolation=["Wait", text]), markers)
+
+
+def test_extrapolation_with_a_start_marker_is_plain_thinking(model, tokenizer):
+    # Documented: a start marker inside an extrapolation is plain thinking text (thinking has begun already).
+    from hf_s1 import generate_with_budget
+
+    budget = ThinkingBudget(min_thinking_tokens=20, max_thinking_tokens=28, extrapolation="Wait <|im_start|>think",
+                            max_answer_tokens=2)
+    r = generate_with_budget(model, tokenizer, "What is 2+3?", budget)[0]
+    assert 20 <= r.thinking_tokens <= 28 and r.waits >= 1
+    assert r.text.count("<|im_start|>answer") == 1
+
+
+@pytest.mark.parametrize("bad", [{"Wait"}, {"Wait": 1}, 7, None, ["Wait", 3], [], ""])
+def test_extrapolation_of_the_wrong_type_is_refused(bad):
+    with pytest.raises(BudgetError, match="extrapolation"):
+        ThinkingBudget(extrapolation=bad)
+
+
+# ---- think formats whose markers overlap ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start,end", [("<think>", "<think"), ("<think>", "<think>"), ("<t>", "</t><t>"),
+                                       ("[A][B]", "[B]")])
+def test_overlapping_markers_are_refused(start, end):
+    with pytest.raises(BudgetError, match="think"):
+        ThinkFormat("mine", start, end)
+
+
+def test_markers_overlapping_as_tokens_are_refused():
+    from hf_s1.budget import MarkerTokens
+
+    with pytest.raises(BudgetError, match="contains the other"):
+        MarkerTokens(think_start=(5, 6), think_end=(5,), before_end=(), after_end=(), stop_ids=(0,),
+                     ends_with_before_end=frozenset(), encode=lambda s: [9])
+
+
+def test_format_fields_must_be_strings():
+    with pytest.raises(BudgetError, match="string"):
+        ThinkFormat("mine", "<think>", None)  # type: ignore[arg-type]
+
+
+# ---- one rule for a prompt that already opens thinking ------------------------------------------------------
+
+
+def test_plain_prompt_ending_with_the_marker_gets_no_second_one(model, tokenizer):
+    from hf_s1 import S1_FORMAT, generate_with_budget
+
+    text = "Question: what is 2+3?\n<|im_start|>think"
+    assert build_prompt(tokenizer, text, S1_FORMAT, chat_template=False) == text
+    assert build_prompt(tokenizer, "Q?", S1_FORMAT, chat_template=False) == "Q?<|im_start|>think"
+    closed = "Q?<|im_start|>think\nx<|im_start|>answer\ny\nQ2?"
+    assert build_prompt(tokenizer, closed, S1_FORMAT, chat_template=False) == closed + "<|im_start|>think"
+    r = generate_with_budget(model, tokenizer, text, ThinkingBudget(max_thinking_tokens=4, max_answer_tokens=2),
+                             chat_template=False)[0]
+    assert not r.text.startswith("<|im_start|>think") and r.thinking_tokens == 4
+
+
+# ---- sampler settings --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(top_p=5.0), "top_p"), (dict(top_p=0.0), "top_p"), (dict(top_p=math.nan), "top_p"),
+    (dict(top_k=-1), "top_k"), (dict(top_k=2.5), "top_k"), (dict(min_p=1.5), "min_p"),
+    (dict(temperature=math.nan), "temperature"), (dict(temperature=0.0), "temperature"),
+    (dict(typical_p=0.5), "typical_p"), (dict(epsilon_cutoff=3e-4), "epsilon_cutoff"), (dict(eta_cutoff=1e-3), "eta_cutoff"),
+])
+def test_sampler_settings_are_checked(model, tokenizer, kwargs, match):
+    from hf_s1 import generate_with_budget
+
+    settings = dict(temperature=0.7, top_p=0.9, top_k=0, min_p=None)
+    extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in settings}
+    settings.update(kwargs)
+    with pytest.raises(BudgetError, match=match):
+        check_sampling(True, settings["temperature"], settings["top_p"], settings["top_k"], settings["min_p"], extra)
+    with pytest.raises(BudgetError, match=match):  # the engine refuses before generating anything
+        generate_with_budget(model, tokenizer, "Hi?", ThinkingBudget(max_thinking_tokens=2), do_sample=True,
+                             **settings, **extra)
+
+
+# ---- malformed prompts -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prompts", [123, None, 4.5, [], "", "   ", [123], [{"role": "user"}],
+                                     [{"content": "hi"}], [{"role": "user", "content": None}],
+                                     [{"role": "user", "content": ""}], [{"role": None, "content": "x"}],
+                                     {"role": "user", "content": "hi"}, [[{"role": "user", "content": "  "}]]])
+def test_malformed_prompts_are_refused(tokenizer, prompts):
+    with pytest.raises(BudgetError):
+        prepare_requests(tokenizer, prompts, ThinkingBudget())
+
+
+def test_check_prompt_accepts_chats():
+    assert check_prompt([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])[1]["role"] == "user"
+
+
+# ---- the command line: one line that names the fix, no traceback ---------------------------------------------
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "hf_s1.cli", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+
+
+@pytest.mark.parametrize("model_arg,match", [
+    ("/no/such/folder", "no model folder"), ("EMPTY", "no config.json"),
+    ("someone/not-a-cached-model", "not in the local cache"), ("./relative/missing", "no model folder"),
+])
+@pytest.mark.parametrize("engine", ["transformers", "vllm"])
+def test_cli_bad_model_gives_one_line(tmp_path, model_arg, match, engine):
+    if model_arg == "EMPTY":
+        model_arg = str(tmp_path)
+    proc = _cli("generate", "Hi?", "--model", model_arg, "--engine", engine, "--max-thinking", "2")
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and match in proc.stderr, proc.stderr[-1500:]
+
+
+def test_cli_eval_and_curate_bad_input_give_one_line(tmp_path):
+    proc = _cli("eval", "--model", str(tmp_path), "--benchmark", "math500", "--out", str(tmp_path / "o"),
+                "--max-thinking", "4", "--limit", "1")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"question": "x", "solution"\nnot json\n')
+    proc = _cli("curate", "--pool", str(pool), "--out", str(tmp_path / "c"), "--size", "1")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    assert proc.stderr.strip().count("\n") == 0  # one line
+
+
+def test_cli_top_p_out_of_range_is_refused():
+    proc = _cli("generate", "Hi?", "--top-p", "5", "--temperature", "0.7", "--max-thinking", "2")
+    assert proc.returncode == 2 and "top_p" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_debug_shows_the_traceback():
+    proc = _cli("--debug", "generate", "Hi?", "--model", "/no/such/folder")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+# ---- vLLM request parameters -------------------------------------------------------------------------------
+
+
+def test_vllm_null_budget_and_format_alone():
+    from vllm import SamplingParams
+
+    from hf_s1.engines.vllm import budget_from_params
+
+    assert budget_from_params(SamplingParams(extra_args={"thinking_budget": None})) is None
+    assert budget_from_params(SamplingParams(extra_args={"thinking_budget": "null"})) is None
+    with pytest.raises(BudgetError, match="think_format"):
+        budget_from_params(SamplingParams(extra_args={"think_format": "r1"}))
+    budget, fmt = budget_from_params(SamplingParams(extra_args={"thinking_budget": "{}", "think_format": "r1"}))
+    assert budget == ThinkingBudget() and fmt.name == "r1"
+
+
+# ---- the Space's controls ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, "8", None, True, 2.5])
+def test_space_controls_refuse_non_numbers(load_space_app, value):
+    load_space_app()
+    from space_settings import SpaceInputError, SpaceSettings, budget_from_controls
+
+    with pytest.raises(SpaceInputError):
+        budget_from_controls(SpaceSettings(), value, 16, 1, "Wait")

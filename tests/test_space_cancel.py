@@ -1,0 +1,100 @@
+"""A cancelled or abandoned Space request stops generating: real gradio_client jobs against the served app on
+127.0.0.1 are cancelled, or their event stream is dropped, mid-generation; the generations end within a step or
+two, the worker threads go away, and a fresh request is answered in its normal time."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+CONCURRENCY = 2
+
+
+@pytest.fixture(scope="module")
+def served(model, tokenizer, load_space_app):
+    import torch
+
+    app = load_space_app()
+    from space_settings import SpaceSettings
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    settings = SpaceSettings(max_thinking_tokens=512, max_answer_tokens=8, concurrency=CONCURRENCY, queue_size=16)
+    runtime = app.SpaceRuntime(model, tokenizer, settings)
+    demo = app.build_demo(runtime)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", runtime
+    finally:
+        demo.close()
+        torch.set_num_threads(threads)
+
+
+def _wait(condition, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+# A heavy request: at least 400 thinking tokens (tens of seconds on this CPU), compared with an unbounded run.
+HEAVY = ("Explain the history of mathematics in detail.", [], [], 400, 512, 0, "Wait", "", 0, True)
+LIGHT = ("What is 2+3?", [], [], 0, 4, 0, "Wait", "", 0, False)
+
+
+def _generation_threads() -> int:
+    # SpaceRuntime.start runs each generation in two threads named "hf-s1-<tag>" and "hf-s1-<tag>-generate".
+    return sum(1 for t in threading.enumerate() if t.name.startswith("hf-s1-"))
+
+
+def _cpu_busy(window: float = 1.0) -> float:
+    start = time.process_time()
+    time.sleep(window)
+    return time.process_time() - start
+
+
+def test_cancelled_and_dropped_jobs_stop_generating(served):
+    from gradio_client import Client
+
+    url, runtime = served
+    client = Client(url, verbose=False)
+    t0 = time.monotonic()
+    assert client.predict(*LIGHT, api_name="/ask")[3]["forced"]["thinking_tokens"] <= 4
+    light_time = time.monotonic() - t0
+
+    # Six heavy compare requests (two generations each): cancel them all mid-generation.
+    jobs = [client.submit(*HEAVY, api_name="/ask") for _ in range(6)]
+    assert _wait(lambda: runtime.in_flight >= 2, 60), "the heavy requests never started"
+    time.sleep(1.0)  # well into generation
+    for job in jobs:
+        job.cancel()
+    # Each running generation stops at its next decoding step; the queued ones never start.
+    assert _wait(lambda: runtime.in_flight == 0, 8), f"{runtime.in_flight} generations still running after cancel"
+    assert _wait(lambda: _generation_threads() == 0, 20), [t.name for t in threading.enumerate()]
+    assert _cpu_busy() < 0.3  # the cores are idle again (seconds of process CPU time over one second)
+
+    # A client that drops its event stream mid-generation (closes the connection) is treated the same.
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=30) as http:
+        event = http.post("gradio_api/call/ask", json={"data": list(HEAVY)}).json()["event_id"]
+        with http.stream("GET", f"gradio_api/call/ask/{event}") as stream:
+            lines = stream.iter_lines()
+            assert _wait(lambda: runtime.in_flight >= 1, 60)
+            for _ in range(20):  # read a few updates, then hang up
+                next(lines)
+    assert _wait(lambda: runtime.in_flight == 0, 8), "the dropped request kept generating"
+    assert _wait(lambda: _generation_threads() == 0, 20), [t.name for t in threading.enumerate()]
+
+    # The server is responsive: a fresh light request takes its normal time.
+    t0 = time.monotonic()
+    assert client.predict(*LIGHT, api_name="/ask")[3]["forced"]["thinking_tokens"] <= 4
+    assert time.monotonic() - t0 < max(10.0, 5 * light_time)
