@@ -50,3 +50,36 @@ def load_space_app():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def serve_space(model, tokenizer, load_space_app):
+    """Serve the Space app on 127.0.0.1 with the given `SpaceSettings` fields; yields (url, runtime).
+
+    One torch thread per generation, as the Space sets on CPU: it keeps greedy fp32 results identical to
+    reference runs and keeps concurrent generations from oversubscribing the cores."""
+    import contextlib
+    import socket
+
+    @contextlib.contextmanager
+    def serve(**settings):
+        import torch
+
+        app = load_space_app()
+        from space_settings import SpaceSettings
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        runtime = app.SpaceRuntime(model, tokenizer, SpaceSettings(**settings))
+        demo = app.build_demo(runtime)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        try:
+            yield f"http://127.0.0.1:{port}/", runtime
+        finally:
+            demo.close()
+            torch.set_num_threads(threads)
+
+    return serve

@@ -4,7 +4,6 @@ two, the worker threads go away, and a fresh request is answered in its normal t
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -14,26 +13,9 @@ CONCURRENCY = 2
 
 
 @pytest.fixture(scope="module")
-def served(model, tokenizer, load_space_app):
-    import torch
-
-    app = load_space_app()
-    from space_settings import SpaceSettings
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    settings = SpaceSettings(max_thinking_tokens=512, max_answer_tokens=8, concurrency=CONCURRENCY, queue_size=16)
-    runtime = app.SpaceRuntime(model, tokenizer, settings)
-    demo = app.build_demo(runtime)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/", runtime
-    finally:
-        demo.close()
-        torch.set_num_threads(threads)
+def served(serve_space):
+    with serve_space(max_thinking_tokens=512, max_answer_tokens=8, concurrency=CONCURRENCY, queue_size=16) as served:
+        yield served
 
 
 def _wait(condition, timeout: float) -> bool:

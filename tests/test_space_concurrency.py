@@ -1,7 +1,6 @@
 """Eight simultaneous gradio_client clients against the Space: each gets its own question's answer, exactly as
 the engine computes it alone, within its own budget, while the queue keeps at most `concurrency` running."""
 
-import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -24,31 +23,11 @@ REQUESTS = [
 ANSWER_TOKENS = 8
 
 
-
 @pytest.fixture(scope="module")
-def served(model, tokenizer, load_space_app):
-    import torch
-
-    app = load_space_app()
-    from space_settings import SpaceSettings
-
-    # One intra-op thread per generation (as the Space sets on CPU) keeps greedy fp32 results identical to
-    # the reference runs below and keeps two concurrent generations from oversubscribing the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    settings = SpaceSettings(max_thinking_tokens=32, max_answer_tokens=ANSWER_TOKENS, concurrency=CONCURRENCY,
-                             queue_size=16)
-    runtime = app.SpaceRuntime(model, tokenizer, settings)
-    demo = app.build_demo(runtime)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/", runtime
-    finally:
-        demo.close()
-        torch.set_num_threads(threads)
+def served(serve_space):
+    with serve_space(max_thinking_tokens=32, max_answer_tokens=ANSWER_TOKENS, concurrency=CONCURRENCY,
+                     queue_size=16) as served:
+        yield served
 
 
 def test_eight_clients_get_their_own_bounded_answers(served, model, tokenizer):
