@@ -80,3 +80,15 @@ def test_cancelled_and_dropped_jobs_stop_generating(served):
     t0 = time.monotonic()
     assert client.predict(*LIGHT, api_name="/ask")[3]["forced"]["thinking_tokens"] <= 4
     assert time.monotonic() - t0 < max(10.0, 5 * light_time)
+
+
+def test_nan_slider_in_a_raw_http_body_gets_a_named_error(served):
+    import httpx
+
+    url, _ = served
+    body = '{"data": ["What is 2+3?", [], [], NaN, 4, 0, "Wait", "", 0, false]}'  # what a hand-made client sends
+    with httpx.Client(base_url=url, timeout=60) as http:
+        event = http.post("gradio_api/call/ask", content=body, headers={"content-type": "application/json"})
+        assert event.status_code == 200, event.text
+        stream = http.get(f"gradio_api/call/ask/{event.json()['event_id']}").text
+    assert "event: error" in stream and "min thinking tokens" in stream, stream[-500:]
