@@ -119,6 +119,30 @@ class BatchBudget:
         lookahead: decisions stored per slot beyond the first (speculative decoding's draft tokens).
         log_injections: keep, per slot and generated position, whether an extrapolation was injected there
             (lets `BudgetTracker.replay` rebuild exact telemetry from the output ids).
+
+    Examples:
+
+    ```python
+    >>> import torch
+    >>> from hf_s1.budget import MarkerTokens, ThinkingBudget
+    >>> from hf_s1.engines.batch_budget import BatchBudget, SlotSpec
+    >>> vocab = {"Wait": 5, "A:": 6}
+    >>> markers = MarkerTokens(think_start=(1, 2), think_end=(1, 3), before_end=(4,), after_end=(4,),
+    ...     stop_ids=(0,), ends_with_before_end=frozenset({4}), encode=lambda s: [vocab[s]])
+    >>> core = BatchBudget(2)
+    >>> core.set_slots([0, 1], [SlotSpec(ThinkingBudget(num_waits=1, answer_prefix="A:"), markers),
+    ...                         SlotSpec(ThinkingBudget(max_thinking_tokens=0, answer_prefix="A:"), markers)])
+    >>> core.start([0, 1], torch.tensor([[9, 1, 2], [9, 1, 2]]))   # both prompts end with the start marker
+    >>> logits = torch.zeros(2, 10)
+    >>> logits[:, 0] = 1.0                                           # both rows would end right away
+    >>> slots, active = torch.tensor([0, 1]), torch.tensor([True, True])
+    >>> _ = core.propose(logits, slots, active)
+    >>> logits.argmax(dim=-1).tolist()                               # row 0: "Wait"; row 1: the cut's newline
+    [5, 4]
+    >>> core.commit(slots, torch.tensor([5, 4])).tolist()            # kind codes: extrapolation, cut
+    [2, 3]
+
+    ```
     """
 
     def __init__(self, num_slots: int, device: torch.device | str = "cpu", *, lookahead: int = 0,
