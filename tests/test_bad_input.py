@@ -176,6 +176,11 @@ def test_vllm_null_budget_and_format_alone():
         budget_from_params(SamplingParams(extra_args={"think_format": "r1"}))
     budget, fmt = budget_from_params(SamplingParams(extra_args={"thinking_budget": "{}", "think_format": "r1"}))
     assert budget == ThinkingBudget() and fmt.name == "r1"
+    # Checks a server's front end can run without a tokenizer.
+    for text, fmt_name in (("Wait</think>", "r1"), ("Hmm <|im_start|>answer", "s1"), ("Wait<|im_end|>", "s1")):
+        with pytest.raises(BudgetError, match="would end the thinking"):
+            budget_from_params(SamplingParams(extra_args={"thinking_budget": {"extrapolation": text},
+                                                          "think_format": fmt_name}))
 
 
 # ---- the Space's controls ----------------------------------------------------------------------------------

@@ -192,14 +192,12 @@ def test_thinking_token_budget_with_a_budget_is_refused():
 
 
 def test_tokenizer_checks_hold_from_the_first_request(default_model_dir):
-    # A fresh engine: its very first request with an extrapolation that would end the row is refused at
-    # admission, not generated without a budget.
+    # A fresh engine: its very first request with an extrapolation only the tokenizer can judge (it starts with the
+    # end marker's first token) is refused at admission, not generated without a budget; so is one the text
+    # check catches (an end-of-turn token).
     llm = vllm_engine.load_llm(default_model_dir, max_num_seqs=4, max_model_len=256)
-    bad = SamplingParams(max_tokens=8, extra_args={"thinking_budget": {"min_thinking_tokens": 4,
-                                                                       "extrapolation": "Wait<|im_end|>"}})
-    with pytest.raises(VLLMValidationError, match="end-of-sequence"):
-        llm.generate([TokensPrompt(prompt_token_ids=[1, 2, 3])], bad, use_tqdm=False)
-    ends = SamplingParams(max_tokens=8, extra_args={"thinking_budget": {"min_thinking_tokens": 4,
-                                                                        "extrapolation": "Hm <|im_start|>answer"}})
-    with pytest.raises(VLLMValidationError, match="end-of-thinking marker"):
-        llm.generate([TokensPrompt(prompt_token_ids=[1, 2, 3])], ends, use_tqdm=False)
+    for text, match in (("<|im_start|>user", "end-of-thinking marker's first token"), ("Wait<|im_end|>", "im_end")):
+        bad = SamplingParams(max_tokens=8, extra_args={"thinking_budget": {"min_thinking_tokens": 4,
+                                                                           "extrapolation": text}})
+        with pytest.raises(VLLMValidationError, match=match):
+            llm.generate([TokensPrompt(prompt_token_ids=[1, 2, 3])], bad, use_tqdm=False)
