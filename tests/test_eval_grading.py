@@ -66,17 +66,29 @@ def test_grading_off_the_main_thread():
 
 
 def test_timeout_on_main_thread_and_worker_thread():
-    # Comparing a 40th power of a trinomial takes over 5 s (measured); (x+1)^60 was too quick on an idle machine.
-    slow = "Final Answer: $(x+y+z+1)^{40}$"
-    g = grade_math(slow, "x^2+5", timeout=0.3)
-    assert (g.correct, g.error) == (False, "timeout")
-    out = {}
-    t = threading.Thread(target=lambda: out.setdefault("g", grade_math(slow, "x^2+5", timeout=0.3)))
-    t.start()
-    t.join(60)
-    assert (out["g"].correct, out["g"].error) == (False, "timeout")
-    # The worker restarts after being stopped: grading goes on.
-    t = threading.Thread(target=lambda: out.setdefault("after", grade_math("Answer: 5", "5", timeout=10)))
-    t.start()
-    t.join(60)
-    assert out["after"].correct
+    # Run in a fresh interpreter: in a long pytest process, state left by earlier tests has once made the slow
+    # comparison finish inside the timeout (seen in 2 of 4 full runs, never alone); the mechanism under test is
+    # the same. Comparing a 40th power of a trinomial takes over 5 s (measured).
+    import subprocess
+    import sys
+
+    script = """
+import threading
+from hf_s1.eval.grading import grade_math
+slow = "Final Answer: $(x+y+z+1)^{40}$"
+g = grade_math(slow, "x^2+5", timeout=0.3)
+assert (g.correct, g.error) == (False, "timeout"), g
+out = {}
+t = threading.Thread(target=lambda: out.setdefault("g", grade_math(slow, "x^2+5", timeout=0.3)))
+t.start()
+t.join(60)
+assert (out["g"].correct, out["g"].error) == (False, "timeout"), out
+# The worker restarts after being stopped: grading goes on.
+t = threading.Thread(target=lambda: out.setdefault("after", grade_math("Answer: 5", "5", timeout=10)))
+t.start()
+t.join(60)
+assert out["after"].correct, out
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
