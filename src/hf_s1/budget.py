@@ -23,6 +23,7 @@ from typing import Any, Union
 
 __all__ = [
     "BudgetError",
+    "BudgetLike",
     "ThinkingBudget",
     "TokenKind",
     "MarkerTokens",
@@ -251,6 +252,9 @@ class Intercept:
 
 
 Action = Union[Free, Force, Intercept]
+
+# What the engines accept as a budget: one policy (or its dict) for every prompt, or one per prompt.
+BudgetLike = Union[ThinkingBudget, Mapping[str, Any], Sequence[Union[ThinkingBudget, Mapping[str, Any]]]]
 FREE = Free()
 
 

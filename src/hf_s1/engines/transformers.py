@@ -18,8 +18,9 @@ from transformers.generation import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from ..budget import BudgetError, BudgetStats, BudgetTracker, ThinkingBudget, TokenKind
+from ..budget import BudgetError, BudgetLike, BudgetStats, BudgetTracker, ThinkingBudget, TokenKind
 from ..formats import ThinkFormat, get_format, marker_tokens
+from ..models import context_length
 from ..prompts import Prompt, check_sampling, prepare_requests, token_allowance
 from ..results import BudgetedGeneration, build_result
 from .batch_budget import BatchBudget, SlotSpec
@@ -33,9 +34,6 @@ __all__ = [
     "sampling_warpers",
     "s1_reference_generate",
 ]
-
-BudgetLike = Union[ThinkingBudget, Mapping[str, Any], Sequence[Union[ThinkingBudget, Mapping[str, Any]]]]
-
 
 def sampling_warpers(config: GenerationConfig | None) -> LogitsProcessorList:
     """The temperature / top-k / top-p / min-p warpers `generate` would apply for `config` (empty when greedy)."""
@@ -254,15 +252,6 @@ class _InjectionLog:
 # ---- helpers -----------------------------------------------------------------------------------------
 
 
-def _context_length(model: Any) -> int | None:
-    config = getattr(model, "config", None)
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def _sampling_config(do_sample: bool, temperature: float, top_p: float, top_k: int, min_p: float | None):
     if not do_sample:  # check_sampling has validated the values
         return None
@@ -338,7 +327,7 @@ def generate_with_budget(
     check_sampling(do_sample, temperature, top_p, top_k, min_p, generate_kwargs)
     sampling = _sampling_config(do_sample, temperature, top_p, top_k, min_p)
     user_processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
-    context = _context_length(model)
+    context = context_length(model)
     device = getattr(model, "device", torch.device("cpu"))
 
     results: list[BudgetedGeneration] = []

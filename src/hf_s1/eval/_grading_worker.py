@@ -3,14 +3,14 @@
 import json
 import sys
 
-from hf_s1.eval.grading import _verify_strings
+from hf_s1.eval.grading import verify_strings
 
 
 def main() -> None:
     for line in sys.stdin:
         request = json.loads(line)
         try:
-            correct = _verify_strings(request["gold"], request["pred"])
+            correct = verify_strings(request["gold"], request["pred"])
         except Exception:  # a malformed expression grades as wrong, the worker stays up
             correct = False
         sys.stdout.write(json.dumps({"correct": correct}) + "\n")

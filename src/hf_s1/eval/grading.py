@@ -264,7 +264,7 @@ def _parse(text: str, *, gold: bool) -> list:
     return parsed
 
 
-def _verify_strings(gold: str, pred: str) -> bool:
+def verify_strings(gold: str, pred: str) -> bool:
     from math_verify import verify
 
     gold_parsed, pred_parsed = _parse(gold, gold=True), _parse(pred, gold=False)
@@ -275,9 +275,9 @@ def _verify_strings(gold: str, pred: str) -> bool:
 
 def _verify_with_timeout(gold: str, pred: str, timeout: float | None) -> bool:
     if timeout is None or timeout <= 0:
-        return _verify_strings(gold, pred)
+        return verify_strings(gold, pred)
     if threading.current_thread() is threading.main_thread():
-        return _on_main_thread(lambda: _verify_strings(gold, pred), timeout)
+        return _on_main_thread(lambda: verify_strings(gold, pred), timeout)
     return _Worker.run(gold, pred, timeout)
 
 

@@ -144,7 +144,8 @@ def budget_forcing_generate(
     from transformers import GenerationConfig, LogitsProcessorList
     from transformers.generation.utils import GenerationMixin
 
-    from ..engines.transformers import BudgetForcingLogitsProcessor, _context_length
+    from ..engines.transformers import BudgetForcingLogitsProcessor
+    from ..models import context_length
     from ..formats import get_format, marker_tokens
     from ..prompts import token_allowance
 
@@ -168,7 +169,7 @@ def budget_forcing_generate(
     input_ids = inputs if inputs is not None else kwargs.get("input_ids")
     if effective.max_new_tokens is None and kwargs.get("max_length") is None and input_ids is not None:
         prompt_len = int(input_ids.shape[-1])
-        kwargs["max_new_tokens"] = token_allowance(policy.budget, markers, prompt_len, _context_length(model))
+        kwargs["max_new_tokens"] = token_allowance(policy.budget, markers, prompt_len, context_length(model))
     kwargs.setdefault("eos_token_id", list(markers.stop_ids))
     if kwargs.get("pad_token_id") is None and effective.pad_token_id is None:
         kwargs["pad_token_id"] = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else markers.stop_ids[0]

@@ -4,11 +4,11 @@ engine's result type) and s1's multi-call loop on vLLM, for comparison."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from ...budget import BudgetError, BudgetTracker, ThinkingBudget
+from ...budget import BudgetError, BudgetLike, BudgetTracker
 from ...formats import ThinkFormat
 from ...prompts import Prompt, check_sampling, prepare_requests, token_allowance
 from ...reference import s1_loop_result
@@ -27,9 +27,6 @@ _CPU_ENV = {
     # In-process engine: loads in seconds on small machines.
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
 }
-
-BudgetLike = Union[ThinkingBudget, Mapping[str, Any], Sequence[Union[ThinkingBudget, Mapping[str, Any]]]]
-
 
 def load_llm(path_or_id: str | os.PathLike | None = None, **llm_kwargs: Any) -> LLM:
     """A `vllm.LLM` with `BudgetForcingLogitsProcessor` registered, set up for small CPU machines.
