@@ -130,6 +130,16 @@ class ThinkingBudget:
         """Whether an attempt to end thinking, after `thinking_tokens` and `waits` injections, is suppressed."""
         return waits < self.num_waits or thinking_tokens < self.min_thinking_tokens
 
+    def check_extrapolation_text(self, ending: Iterable[str]) -> None:
+        """Refuse an extrapolation that holds, as text, one of the `ending` strings (the end-of-thinking marker,
+        end-of-turn tokens): it would end the thinking it is meant to extend. The same rule as
+        `MarkerTokens.encode_budget_string`, for callers without a tokenizer (a server's front end)."""
+        for text in self.extrapolation:
+            for marker in ending:
+                if marker and marker in text:
+                    raise BudgetError(f"extrapolation {text!r} contains {marker!r}: it would end the thinking it "
+                                      f"is meant to extend; remove it from the string.")
+
     def extrapolation_at(self, waits: int) -> str:
         """The string injected by the `waits`-th suppression (the list rotates)."""
         return self.extrapolation[waits % len(self.extrapolation)]

@@ -126,15 +126,18 @@ def _encode_marker(tokenizer: Any, text: str, what: str, fmt: ThinkFormat) -> tu
     return tuple(ids)
 
 
+# End-of-turn tokens of common chat templates, as text: they count as "the model wants to stop" when they exist.
+END_OF_TURN_TEXTS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>")
+
+
 def _stop_ids(tokenizer: Any) -> tuple[int, ...]:
     ids: list[int] = []
     eos = getattr(tokenizer, "eos_token_id", None)
     for i in eos if isinstance(eos, (list, tuple)) else [eos]:
         if i is not None and i not in ids:
             ids.append(int(i))
-    # ChatML end-of-turn and common end tokens count as "the model wants to stop", when they exist.
     vocab = tokenizer.get_vocab()
-    for tok in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>"):
+    for tok in END_OF_TURN_TEXTS:
         if tok in vocab and vocab[tok] not in ids:
             ids.append(int(vocab[tok]))
     if not ids:

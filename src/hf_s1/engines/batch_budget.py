@@ -557,20 +557,17 @@ class BatchBudget:
         return st, hit
 
     def _log(self, slot: torch.Tensor, position: torch.Tensor, value: torch.Tensor) -> None:
-        need = self._log_capacity_hint
-        if need > self.injected.shape[1]:
-            grown = torch.zeros(self.num_slots, max(need, 2 * self.injected.shape[1]), dtype=torch.bool,
-                                device=self.device)
-            grown[:, : self.injected.shape[1]] = self.injected
-            self.injected = grown
         pos = position.clamp(max=self.injected.shape[1] - 1)
         self.injected[slot, pos] = self.injected[slot, pos] | value
 
-    _log_capacity_hint = 0
-
     def reserve_log(self, length: int) -> None:
-        """Make room in the injection log for `length` generated tokens per slot (host-known, no device read)."""
-        self._log_capacity_hint = max(self._log_capacity_hint, length + 1)
+        """Make room in the injection log for `length` generated tokens per slot (host-known, no device read);
+        the log doubles when it grows, so a generation reallocates it a logarithmic number of times."""
+        if length + 1 > self.injected.shape[1]:
+            grown = torch.zeros(self.num_slots, max(length + 1, 2 * self.injected.shape[1]), dtype=torch.bool,
+                                device=self.device)
+            grown[:, : self.injected.shape[1]] = self.injected
+            self.injected = grown
 
     # ---- read-out ---------------------------------------------------------------------------------------------
 

@@ -15,12 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...budget import BudgetError, ThinkingBudget
-from ...formats import ThinkFormat, get_format
+from ...formats import END_OF_TURN_TEXTS, ThinkFormat, get_format
 
 __all__ = ["BUDGET_KEY", "FORMAT_KEY", "DEFAULT_BUDGET_ENV", "budget_from_params"]
-
-# End-of-turn tokens of common chat templates, as text.
-_END_OF_TURN = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "</s>")
 
 BUDGET_KEY = "thinking_budget"
 FORMAT_KEY = "think_format"
@@ -92,13 +89,11 @@ def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None
         raise BudgetError(f"{where}: {exc}") from None
     except TypeError as exc:  # e.g. a field given a list where from_dict expects a scalar
         raise BudgetError(f"{where}: {exc}") from None
-    # The checks that need no tokenizer, so that a server's front end (which has none) refuses these at admission
-    # too: an extrapolation that holds the end marker or an end-of-turn token would end the row it extends.
-    for text in budget.extrapolation:
-        for marker in (fmt.think_end, *_END_OF_TURN):
-            if marker in text:
-                raise BudgetError(f"{where}: extrapolation {text!r} contains {marker!r}: it would end the thinking it "
-                                  f"is meant to extend; remove it from the string.")
+    # What can be checked without a tokenizer is checked here, so a server's front end (which has none) refuses it.
+    try:
+        budget.check_extrapolation_text((fmt.think_end, *END_OF_TURN_TEXTS))
+    except BudgetError as exc:
+        raise BudgetError(f"{where}: {exc}") from None
     if getattr(params, "thinking_token_budget", None) is not None:
         # vLLM's own budget runs after custom processors and would override ours: mixed, silent behaviour.
         raise BudgetError(
