@@ -50,10 +50,16 @@ EXAMPLES = [
     ["What is the sum of the interior angles of a hexagon, in degrees?", 0, 128, 0, "Wait"],
 ]
 
-INTRO = """# ⏳ s1 budget forcing, live
-Watch a model think under an s1 thinking budget ([arXiv 2501.19393](https://arxiv.org/abs/2501.19393)):
-when it tries to stop thinking too early, the end is suppressed and **Wait** is appended; when the budget
-is spent, the thinking is **cut** and `Final Answer:` is forced. Open the thought to see every step."""
+INTRO = """## ⏳ s1 budget forcing, live
+Watch a model think under an s1 thinking budget ([arXiv 2501.19393](https://arxiv.org/abs/2501.19393)): an early
+end of thinking becomes **Wait**; at the budget the thinking is **cut** and `Final Answer:` is forced."""
+
+# The chat fills the window below the title, the question and the meter, so on a 1366x768 laptop (about 650
+# pixels of page in a browser) the answer under the thought is on screen without scrolling; taller windows
+# get a taller chat.
+CHAT_HEIGHT = "calc(100vh - 260px)"
+CHAT_MIN_HEIGHT = 320
+METER_PLACEHOLDER = "Thinking tokens appear here."
 
 
 def zero_gpu(fn: Callable) -> Callable:
@@ -237,6 +243,9 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
             temperature = check_temperature(temperature)
             runtime.check_budget(budget)
         except BudgetError as exc:
+            # The error replaces the meter (and the telemetry), so the previous run's numbers do not stand next to
+            # a request that never ran; the chats keep their history.
+            yield gr.skip(), gr.skip(), f"⚠️ **Not run:** {exc}", None
             raise gr.Error(str(exc)) from None
 
         turn = uuid.uuid4().hex[:8]
@@ -286,24 +295,35 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
 
     ask = zero_gpu(ask)
 
+    def check_bounds(min_value, max_value):
+        # Live feedback as the sliders move; `ask` checks every value again on the server.
+        try:
+            budget_from_controls(settings, min_value, max_value, 0, "Wait")
+        except BudgetError as exc:
+            return gr.update(value=f"⚠️ {exc}", visible=True)
+        return gr.update(value="", visible=False)
+
     with gr.Blocks(title="s1 budget forcing") as demo:
         gr.Markdown(INTRO)
         with gr.Row():
+            # Question, meter, then the chats: the answer is the lowest thing to read and stays on screen.
             with gr.Column(scale=5):
-                with gr.Row(equal_height=True):
-                    chat_forced = gr.Chatbot(label="With budget forcing", elem_id="chat-forced", height=520,
-                                             group_consecutive_messages=False)
-                    with gr.Column(visible=False) as plain_column:
-                        chat_plain = gr.Chatbot(label="Without budget forcing", elem_id="chat-plain", height=520,
-                                                group_consecutive_messages=False)
-                meter = gr.Markdown("Thinking tokens appear here.", elem_id="token-meter")
                 with gr.Row():
                     question = gr.Textbox(show_label=False, placeholder="Ask a short math question…",
                                           max_length=settings.max_question_chars, elem_id="question", scale=5)
                     send = gr.Button("Ask", variant="primary", elem_id="ask", scale=1)
+                meter = gr.Markdown(METER_PLACEHOLDER, elem_id="token-meter")
+                with gr.Row(equal_height=True):
+                    chat_forced = gr.Chatbot(label="With budget forcing", elem_id="chat-forced", height=CHAT_HEIGHT,
+                                             min_height=CHAT_MIN_HEIGHT, group_consecutive_messages=False)
+                    with gr.Column(visible=False) as plain_column:
+                        chat_plain = gr.Chatbot(label="Without budget forcing", elem_id="chat-plain",
+                                                height=CHAT_HEIGHT, min_height=CHAT_MIN_HEIGHT,
+                                                group_consecutive_messages=False)
             with gr.Column(scale=2, min_width=280):
                 min_tokens = gr.Slider(0, cap, value=8, step=1, label="Min thinking tokens", elem_id="min-thinking")
                 max_tokens = gr.Slider(0, cap, value=32, step=1, label="Max thinking tokens", elem_id="max-thinking")
+                budget_error = gr.Markdown(visible=False, elem_id="budget-error")
                 num_waits = gr.Slider(0, settings.max_waits, value=2, step=1, label="Number of Waits",
                                       info="Attempts to end thinking replaced by the string below",
                                       elem_id="num-waits")
@@ -328,6 +348,8 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         extrapolation.change(lambda v: gr.update(visible=v == "custom"), extrapolation, custom, api_name=False,
                              queue=False)
         compare.change(lambda v: gr.update(visible=v), compare, plain_column, api_name=False, queue=False)
+        for slider in (min_tokens, max_tokens):
+            slider.change(check_bounds, [min_tokens, max_tokens], budget_error, api_name=False, queue=False)
 
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
     return demo

@@ -32,6 +32,28 @@ def tokenizer(model_and_tokenizer):
     return model_and_tokenizer[1]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """A callable returning a TCP port free on 127.0.0.1 right now (for servers and rendezvous)."""
+    return _free_port
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random model with SmolLM2's architecture family and tokenizer (`hf_s1.train.tiny`), made once."""
+    from hf_s1.train.tiny import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
 @pytest.fixture(scope="session")
 def load_space_app():
     """Loads spaces/app.py as a module (the Space folder is not a package); a fresh module per call."""
@@ -59,7 +81,6 @@ def serve_space(model, tokenizer, load_space_app):
     One torch thread per generation, as the Space sets on CPU: it keeps greedy fp32 results identical to
     reference runs and keeps concurrent generations from oversubscribing the cores."""
     import contextlib
-    import socket
 
     @contextlib.contextmanager
     def serve(**settings):
@@ -72,9 +93,7 @@ def serve_space(model, tokenizer, load_space_app):
         torch.set_num_threads(1)
         runtime = app.SpaceRuntime(model, tokenizer, SpaceSettings(**settings))
         demo = app.build_demo(runtime)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = _free_port()
         demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
         try:
             yield f"http://127.0.0.1:{port}/", runtime
