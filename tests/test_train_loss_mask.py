@@ -11,20 +11,13 @@ from hf_s1.train.sft import S1KScriptArguments, build_train_dataset, prepare_tok
 FIXTURES = Path(__file__).parent / "fixtures" / "s1k"
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from hf_s1.train.tiny import save_tiny_model
-
-    return save_tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
-def _trainer_batch(tiny_dir, tmp_path, script_args):
+def _trainer_batch(model_dir, tmp_path, script_args):
     from trl import SFTConfig, SFTTrainer
 
-    tokenizer = prepare_tokenizer(str(tiny_dir))
+    tokenizer = prepare_tokenizer(str(model_dir))
     args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", assistant_only_loss=True,
                      max_length=4096, per_device_train_batch_size=4)
-    trainer = SFTTrainer(model=str(tiny_dir), args=args, train_dataset=build_train_dataset(script_args),
+    trainer = SFTTrainer(model=str(model_dir), args=args, train_dataset=build_train_dataset(script_args),
                          processing_class=tokenizer)
     rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
     return tokenizer, rows, trainer.data_collator(rows)
@@ -32,10 +25,10 @@ def _trainer_batch(tiny_dir, tmp_path, script_args):
 
 @pytest.mark.parametrize("think_format", ["s1", "r1"])
 @pytest.mark.parametrize("system_prompt", [None, "You are a careful mathematician."])
-def test_labels_cover_exactly_think_and_answer(tiny_dir, tmp_path, think_format, system_prompt):
+def test_labels_cover_exactly_think_and_answer(tiny_model_dir, tmp_path, think_format, system_prompt):
     script_args = S1KScriptArguments(dataset_name=str(FIXTURES / "s1k_rows.jsonl"), think_format=think_format,
                                      system_prompt=system_prompt)
-    tokenizer, rows, batch = _trainer_batch(tiny_dir, tmp_path, script_args)
+    tokenizer, rows, batch = _trainer_batch(tiny_model_dir, tmp_path, script_args)
     fmt = get_format(think_format)
     markers = marker_tokens(tokenizer, fmt)
     source_rows = load_s1k(FIXTURES / "s1k_rows.jsonl")
@@ -69,12 +62,12 @@ def test_labels_cover_exactly_think_and_answer(tiny_dir, tmp_path, think_format,
             assert system_prompt in tokenizer.decode(ids[: span.start])
 
 
-def test_training_template_keeps_the_models_default_system_prompt(tiny_dir):
+def test_training_template_keeps_the_models_default_system_prompt(tiny_model_dir):
     from transformers import AutoTokenizer
 
     from hf_s1.train import chat_template_default_system, training_chat_template
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     original = tokenizer.chat_template
     messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "<|im_start|>think\nx\n<|im_start|>answer\ny"}]
     template = training_chat_template(tokenizer)
@@ -83,7 +76,7 @@ def test_training_template_keeps_the_models_default_system_prompt(tiny_dir):
     assert chat_template_default_system(tokenizer) == "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
 
-def test_training_template_for_qwen25_renders_like_qwen(tiny_dir):
+def test_training_template_for_qwen25_renders_like_qwen(tiny_model_dir):
     """Qwen2.5's own template (shipped with TRL) gets a marker template with Qwen's default system prompt."""
     from importlib import resources
 
@@ -91,7 +84,7 @@ def test_training_template_for_qwen25_renders_like_qwen(tiny_dir):
 
     from hf_s1.train import chat_template_default_system, training_chat_template
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     tokenizer.chat_template = (resources.files("trl") / "chat_templates" / "qwen2_5.jinja").read_text()
     assert chat_template_default_system(tokenizer) == "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
     template = training_chat_template(tokenizer)
@@ -103,13 +96,13 @@ def test_training_template_for_qwen25_renders_like_qwen(tiny_dir):
     assert tokenizer.decode(masked) == "<|im_start|>think\n1+1=2\n<|im_start|>answer\nAnswer: 2<|im_end|>"
 
 
-def test_template_without_chatml_or_markers_is_a_typed_error(tiny_dir):
+def test_template_without_chatml_or_markers_is_a_typed_error(tiny_model_dir):
     from transformers import AutoTokenizer
 
     from hf_s1.data import DataError
     from hf_s1.train import training_chat_template
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     with pytest.raises(DataError, match="generation"):
         training_chat_template(tokenizer)

@@ -7,7 +7,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,24 +20,11 @@ FIXTURE = ROOT / "tests" / "fixtures" / "s1k" / "s1k_rows.jsonl"
 LAUNCH_TIMEOUT = 900  # generous: CI machines are shared
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from hf_s1.train.tiny import save_tiny_model
-
-    return save_tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
 def _recipe_args(model, out, *extra):
     # 4 fixture rows, 2 per process x 2 processes (or 4 in one process): every step sees the same batch.
     return ["--config", str(CPU_CONFIG), "--model_name_or_path", str(model), "--dataset_name", str(FIXTURE),
             "--output_dir", str(out), "--max_steps", "4", "--gradient_accumulation_steps", "1",
             "--learning_rate", "1e-3", "--max_train_samples", "4", *extra]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _launch(*launch_args, recipe_args):
@@ -66,39 +52,39 @@ def _losses(out_dir):
     return [(e["step"], e["loss"], e["num_tokens"]) for e in state["log_history"] if "loss" in e]
 
 
-def _fixture_tokens(tiny_dir):
+def _fixture_tokens(model_dir):
     from hf_s1.data import load_s1k, to_messages
     from hf_s1.train.sft import prepare_tokenizer
 
-    tokenizer = prepare_tokenizer(str(tiny_dir))
+    tokenizer = prepare_tokenizer(str(model_dir))
     return sum(len(tokenizer.apply_chat_template(to_messages(r), tokenize=True, return_dict=True)["input_ids"])
                for r in load_s1k(FIXTURE))
 
 
 @pytest.fixture(scope="module")
-def two_process_run(tiny_dir, tmp_path_factory):
+def two_process_run(tiny_model_dir, tmp_path_factory, free_port):
     out = tmp_path_factory.mktemp("ddp")
-    proc = _launch("--num_processes", "2", "--num_machines", "1", "--main_process_port", str(_free_port()),
-                   recipe_args=_recipe_args(tiny_dir, out))
+    proc = _launch("--num_processes", "2", "--num_machines", "1", "--main_process_port", str(free_port()),
+                   recipe_args=_recipe_args(tiny_model_dir, out))
     _finish(proc)
     return out
 
 
-def test_two_processes_train_and_loss_goes_down(two_process_run, tiny_dir):
+def test_two_processes_train_and_loss_goes_down(two_process_run, tiny_model_dir):
     losses = _losses(two_process_run)
     assert [s for s, _, _ in losses] == [1, 2, 3, 4]
     # Each step consumed all 4 rows: 2 per process on 2 processes (one process would see 2 per step).
-    assert losses[0][2] == _fixture_tokens(tiny_dir)
+    assert losses[0][2] == _fixture_tokens(tiny_model_dir)
     assert losses[-1][1] < losses[0][1] - 0.1, losses
     assert (Path(two_process_run) / "model.safetensors").exists()
 
 
-def test_two_machines_rendezvous_on_loopback(two_process_run, tiny_dir, tmp_path):
-    port = str(_free_port())
+def test_two_machines_rendezvous_on_loopback(two_process_run, tiny_model_dir, tmp_path, free_port):
+    port = str(free_port())
     procs = [
         _launch("--num_processes", "2", "--num_machines", "2", "--machine_rank", str(rank),
                 "--main_process_ip", "127.0.0.1", "--main_process_port", port,
-                recipe_args=_recipe_args(tiny_dir, tmp_path))
+                recipe_args=_recipe_args(tiny_model_dir, tmp_path))
         for rank in (0, 1)
     ]
     try:
@@ -122,13 +108,13 @@ def _run_in_process(args):
     return run_sft(*parser.parse_args_and_config(args=args))
 
 
-def test_resume_matches_an_uninterrupted_run(tiny_dir, tmp_path):
+def test_resume_matches_an_uninterrupted_run(tiny_model_dir, tmp_path):
     extra = ("--per_device_train_batch_size", "4", "--save_steps", "2")
-    full = _run_in_process(_recipe_args(tiny_dir, tmp_path / "full", *extra))
-    stopped = _run_in_process(_recipe_args(tiny_dir, tmp_path / "resumed", *extra, "--stop_after_steps", "2"))
+    full = _run_in_process(_recipe_args(tiny_model_dir, tmp_path / "full", *extra))
+    stopped = _run_in_process(_recipe_args(tiny_model_dir, tmp_path / "resumed", *extra, "--stop_after_steps", "2"))
     assert stopped.state.global_step == 2 and (tmp_path / "resumed" / "checkpoint-2").is_dir()
     assert not (tmp_path / "resumed" / "model.safetensors").exists()  # an interrupted run saves no final model
-    resumed = _run_in_process(_recipe_args(tiny_dir, tmp_path / "resumed", *extra))
+    resumed = _run_in_process(_recipe_args(tiny_model_dir, tmp_path / "resumed", *extra))
     full_losses, resumed_losses = _losses(tmp_path / "full"), _losses(tmp_path / "resumed")
     assert resumed.state.global_step == 4 and [s for s, _, _ in resumed_losses] == [1, 2, 3, 4]
     assert full_losses[-1][1] > 0
@@ -138,7 +124,8 @@ def test_resume_matches_an_uninterrupted_run(tiny_dir, tmp_path):
 
 
 def test_real_smollm2_short_run(default_model_dir, tmp_path):
-    trainer = _run_in_process(_recipe_args(default_model_dir, tmp_path, "--max_steps", "2", "--max_train_samples",
+    # `embedded`: the offline copy of SmolLM2-135M-Instruct (the same folder as default_model_dir).
+    trainer = _run_in_process(_recipe_args("embedded", tmp_path, "--max_steps", "2", "--max_train_samples",
                                            "1", "--per_device_train_batch_size", "1", "--learning_rate", "1e-4",
                                            "--save_strategy", "no", "--warmup_steps", "0"))
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
@@ -152,3 +139,7 @@ def test_real_smollm2_short_run(default_model_dir, tmp_path):
 
     saved, base = AutoTokenizer.from_pretrained(tmp_path), AutoTokenizer.from_pretrained(default_model_dir)
     assert build_prompt(saved, "What is 2+3?", S1_FORMAT) == build_prompt(base, "What is 2+3?", S1_FORMAT)
+    # TRL's model card (written with checkpoints and on push) names the embedded model's Hub id, not "[None]".
+    trainer.create_model_card(model_name="s1-smollm2")
+    card = (tmp_path / "README.md").read_text()
+    assert "fine-tuned version of [HuggingFaceTB/SmolLM2-135M-Instruct]" in card and "[None]" not in card, card[:1500]
