@@ -14,7 +14,7 @@ import random
 import pytest
 import torch
 
-from hf_s1.budget import BudgetTracker, Force, Free, Intercept, MarkerTokens, ThinkingBudget
+from hf_s1.budget import Ban, BudgetTracker, Force, Free, Intercept, MarkerTokens, ThinkingBudget
 from hf_s1.engines.batch_budget import KINDS, BatchBudget, SlotSpec
 
 VOCAB = 40
@@ -40,9 +40,11 @@ def _budget(rng: random.Random) -> ThinkingBudget:
     if cap is not None:
         low = min(low, cap)
     extrap = rng.choice(["Wait", ["Hmm", "Wait"], ["Alternatively", "Hmm", "Wait"]])
-    return ThinkingBudget(max_thinking_tokens=cap, min_thinking_tokens=low, num_waits=rng.choice([0, 1, 2, 3]),
-                          extrapolation=extrap, answer_prefix=rng.choice(["Final Answer:", "", "A:"]),
-                          max_answer_tokens=rng.choice([None, 0, 2, 6]))
+    profile = rng.choice(["hf-s1", "s1"])  # s1: rounds, a token before each end, thinking past the cap
+    return ThinkingBudget(max_thinking_tokens=cap, min_thinking_tokens=low if profile == "hf-s1" else 0,
+                          num_waits=rng.choice([0, 1, 2, 3]), extrapolation=extrap,
+                          answer_prefix=rng.choice(["Final Answer:", "", "A:"]),
+                          max_answer_tokens=rng.choice([None, 0, 2, 6]), profile=profile)
 
 
 def _prompt(rng: random.Random, m: MarkerTokens) -> list[int]:
@@ -67,14 +69,16 @@ def _token(rng: random.Random, m: MarkerTokens, wanted: int | None, vocab: int =
     return rng.choice(pool)
 
 
-def _check_action(action, force: int, intercept: bool, ids: set[int], row: int, step: int) -> None:
+def _check_action(action, force: int, intercept: bool, ban: bool, ids: set[int], row: int, step: int) -> None:
     where = f"row {row}, step {step}"
     if isinstance(action, Force):
-        assert not intercept and force == action.token_id, (where, action, force, intercept)
+        assert not intercept and not ban and force == action.token_id, (where, action, force, intercept)
     elif isinstance(action, Intercept):
-        assert intercept and force == -1 and ids == set(action.token_ids), (where, action, ids)
+        assert intercept and not ban and force == -1 and ids == set(action.token_ids), (where, action, ids)
+    elif isinstance(action, Ban):
+        assert ban and not intercept and force == -1 and ids == set(action.token_ids), (where, action, ids)
     else:
-        assert isinstance(action, Free) and not intercept and force == -1, (where, action, force)
+        assert isinstance(action, Free) and not intercept and not ban and force == -1, (where, action, force)
 
 
 def _setup(rng: random.Random, rows: int, markers=None, budget=None):
@@ -136,14 +140,14 @@ def _differential(rng: random.Random, batches: int, markers=None, budget=None, v
         active = torch.ones(rows, dtype=torch.bool)
         for step in range(45):
             st = core.state.index(slot)
-            st, force, intercept, extend = core.decide(slot, st, active)
+            st, force, intercept, extend, ban = core.decide(slot, st, active)
             ids, uniq = core.intercept_ids(slot, extend)
             hits = []
             wanted: list[int | None] = []
             for r, t in enumerate(trackers):
                 action = t.next_action()
                 row_ids = {int(i) for i, u in zip(ids[r], uniq[r]) if u}
-                _check_action(action, int(force[r]), bool(intercept[r]), row_ids, r, step)
+                _check_action(action, int(force[r]), bool(intercept[r]), bool(ban[r]), row_ids, r, step)
                 hit = isinstance(action, Intercept) and rng.random() < 0.5
                 hits.append(hit)
                 wanted.append(t.intercept() if hit else (action.token_id if isinstance(action, Force) else None))
@@ -210,7 +214,7 @@ def test_engine_steps_equal_the_tracker_and_replay_is_exact(chunk, sampled):
                 row = logits[r]
                 if token is not None:
                     assert int(row.argmax()) == token, (r, step, "the forced id must top its row")
-                elif isinstance(action, Intercept):
+                elif isinstance(action, (Intercept, Ban)):
                     assert torch.isneginf(row[sorted(action.token_ids)]).all(), (r, step, "ends must be banned")
                 if token is None:
                     token = int(torch.multinomial(torch.softmax(row, -1), 1, generator=gen)) if sampled else int(row.argmax())

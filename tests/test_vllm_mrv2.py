@@ -24,7 +24,8 @@ from hf_s1 import BudgetError, ThinkingBudget  # noqa: E402
 from hf_s1.budget import BudgetTracker  # noqa: E402
 from hf_s1.engines import transformers as hf_engine  # noqa: E402
 from hf_s1.engines.vllm import BudgetForcingLogitsProcessor  # noqa: E402
-from hf_s1.prompts import prepare_requests, token_allowance  # noqa: E402
+from hf_s1.budget import token_allowance  # noqa: E402
+from hf_s1.prompts import prepare_requests  # noqa: E402
 
 PROCESSOR = [BudgetForcingLogitsProcessor]
 FQCN = "hf_s1.engines.vllm:BudgetForcingLogitsProcessor"

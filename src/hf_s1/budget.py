@@ -18,10 +18,12 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Union
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal, Union
 
 __all__ = [
+    "AUTO",
+    "PROFILES",
     "BudgetError",
     "BudgetLike",
     "ThinkingBudget",
@@ -30,10 +32,25 @@ __all__ = [
     "Free",
     "Force",
     "Intercept",
+    "Ban",
     "Action",
     "BudgetStats",
     "BudgetTracker",
+    "DEFAULT_ALLOWANCE",
+    "generation_allowance",
+    "answer_allowance",
+    "close_answer",
+    "token_allowance",
 ]
+
+AUTO = "auto"
+# The rule sets a budget can follow: hf-s1's own (the default) and s1's evaluation code, for reproducing its numbers.
+PROFILES = ("hf-s1", "s1")
+# s1's generation allowance (`max_gen_toks` in its evaluation commands), used when neither the caller nor the
+# model's context says otherwise.
+DEFAULT_ALLOWANCE = 32768
+# "auto" leaves this many tokens of the allowance for the answer, as s1's evaluation does.
+AUTO_ANSWER_MARGIN = 100
 
 
 class BudgetError(ValueError):
@@ -58,9 +75,12 @@ class ThinkingBudget:
     injected extrapolation tokens included; markers and the answer prefix are not counted.
 
     Args:
-        max_thinking_tokens (`int`, *optional*):
+        max_thinking_tokens (`int` or `"auto"`, *optional*):
             Upper bound. When the thinking reaches it, the end-of-thinking marker and `answer_prefix` are
-            forced. `0` answers at once. `None` sets no upper bound.
+            forced. `0` answers at once. `None` sets no upper bound. `"auto"` (s1's evaluation setting) is what
+            the generation allowance leaves after the longest prompt of the call, the think-start marker, the
+            end marker plus the answer prefix, and 100 tokens for the answer; engines resolve it per call
+            (`resolve`).
         min_thinking_tokens (`int`, defaults to 0):
             Lower bound. Until it is reached, every attempt to end thinking is replaced by the extrapolation
             string.
@@ -73,7 +93,16 @@ class ThinkingBudget:
         answer_prefix (`str`, defaults to `"Final Answer:"`):
             Written after the end marker when the upper bound cuts the thinking. May be empty.
         max_answer_tokens (`int`, *optional*):
-            Cap on the tokens generated after thinking; the end-of-sequence token is forced there.
+            Cap on the tokens generated after thinking; the end-of-sequence token is forced there. By default
+            the answer may use the whole generation allowance, as in s1 (see `token_allowance`).
+        profile (`str`, defaults to `"hf-s1"`):
+            Which rules drive the budget. `"hf-s1"`: the rules above. `"s1"`: s1's evaluation code, to reproduce
+            its published numbers token for token on greedy runs: thinking runs in rounds that end on an end
+            token (the end marker's first token, end-of-turn, end-of-sequence); when `num_waits > 0` every round
+            writes at least one token before it may end; each round may write up to `max_thinking_tokens`
+            tokens, and the joined thinking is then cut to `max_thinking_tokens`; the cut writes the newline,
+            end marker and answer prefix when the last round hit its length limit, and only the end marker when
+            it ended by itself. No `min_thinking_tokens` (s1's evaluation has no Wait-based minimum).
 
     Examples:
 
@@ -92,19 +121,26 @@ class ThinkingBudget:
     ```
     """
 
-    max_thinking_tokens: int | None = None
+    max_thinking_tokens: Union[int, None, Literal["auto"]] = None
     min_thinking_tokens: int = 0
     num_waits: int = 0
     extrapolation: Union[str, Sequence[str]] = "Wait"
     answer_prefix: str = "Final Answer:"
     max_answer_tokens: int | None = None
+    profile: Literal["hf-s1", "s1"] = "hf-s1"
 
     def __post_init__(self) -> None:
-        _check_count("max_thinking_tokens", self.max_thinking_tokens, allow_none=True)
+        if self.max_thinking_tokens != AUTO:
+            _check_count("max_thinking_tokens", self.max_thinking_tokens, allow_none=True)
         _check_count("min_thinking_tokens", self.min_thinking_tokens, allow_none=False)
         _check_count("num_waits", self.num_waits, allow_none=False)
         _check_count("max_answer_tokens", self.max_answer_tokens, allow_none=True)
-        if self.max_thinking_tokens is not None and self.min_thinking_tokens > self.max_thinking_tokens:
+        if self.profile not in PROFILES:
+            raise BudgetError(f"profile must be one of {list(PROFILES)}, got {self.profile!r}.")
+        if self.profile == "s1" and self.min_thinking_tokens:
+            raise BudgetError("the s1 profile has no min_thinking_tokens (s1's evaluation extends thinking only by "
+                              "num_waits): set min_thinking_tokens=0, or use profile='hf-s1'.")
+        if isinstance(self.max_thinking_tokens, int) and self.min_thinking_tokens > self.max_thinking_tokens:
             raise BudgetError(
                 f"min_thinking_tokens ({self.min_thinking_tokens}) is above max_thinking_tokens "
                 f"({self.max_thinking_tokens}): lower the minimum or raise the maximum."
@@ -125,6 +161,26 @@ class ThinkingBudget:
         if not isinstance(self.answer_prefix, str):
             raise BudgetError(f"answer_prefix must be a string (may be empty), got {self.answer_prefix!r}.")
         object.__setattr__(self, "extrapolation", strings)
+
+    @property
+    def is_auto(self) -> bool:
+        return self.max_thinking_tokens == AUTO
+
+    def resolve(self, markers: MarkerTokens, *, allowance: int, longest_prompt: int) -> ThinkingBudget:
+        """This budget with `"auto"` replaced by the cap it stands for in a call whose generation allowance is
+        `allowance` and whose longest prompt has `longest_prompt` tokens (s1's rule). Other budgets are returned
+        as they are."""
+        if not self.is_auto:
+            return self
+        prefix = markers.encode_budget_string(self.answer_prefix, "answer_prefix")
+        end = len(markers.think_end) + len(markers.after_end) + len(prefix)
+        cap = allowance - longest_prompt - len(markers.think_start) - end - AUTO_ANSWER_MARGIN
+        if cap < 1:
+            raise BudgetError(
+                f'max_thinking_tokens="auto" leaves no thinking: the allowance ({allowance}) minus the longest '
+                f"prompt ({longest_prompt}), the markers ({len(markers.think_start) + end}) and "
+                f"{AUTO_ANSWER_MARGIN} answer tokens is {cap}; raise max_new_tokens or give a number.")
+        return replace(self, max_thinking_tokens=cap)
 
     def must_extend(self, thinking_tokens: int, waits: int) -> bool:
         """Whether an attempt to end thinking, after `thinking_tokens` and `waits` injections, is suppressed."""
@@ -261,7 +317,14 @@ class Intercept:
     token_ids: frozenset[int]
 
 
-Action = Union[Free, Force, Intercept]
+@dataclass(frozen=True)
+class Ban:
+    """The next token must not be one of `token_ids` (s1 profile: a round writes a token before it may end)."""
+
+    token_ids: frozenset[int]
+
+
+Action = Union[Free, Force, Intercept, Ban]
 
 # What the engines accept as a budget: one policy (or its dict) for every prompt, or one per prompt.
 BudgetLike = Union[ThinkingBudget, Mapping[str, Any], Sequence[Union[ThinkingBudget, Mapping[str, Any]]]]
@@ -282,6 +345,9 @@ class BudgetStats:
     # generated-token index ranges (start, end), end exclusive; None where the phase never began
     thinking_span: tuple[int, int] | None = None
     answer_span: tuple[int, int] | None = None
+    # s1 profile: the rounds ran past the cap and the last one ended by "length" or by "stop"; the engine resumes
+    # from the thinking cut to the cap (`BudgetTracker.resume`).
+    overrun: str | None = None
 
 
 class _Phase(enum.Enum):
@@ -325,7 +391,12 @@ class BudgetTracker:
     """
 
     def __init__(self, budget: ThinkingBudget, markers: MarkerTokens) -> None:
+        if budget.is_auto:
+            raise BudgetError('max_thinking_tokens="auto" must be resolved for a call first: '
+                              "budget.resolve(markers, allowance=..., longest_prompt=...) (the engines do it).")
         self.budget = budget
+        self._s1 = budget.profile == "s1"
+        self._ends = markers.stop_set | {markers.think_end[0]}
         self.markers = markers
         for text in budget.extrapolation:  # validate (and cache) every string up front
             markers.encode_budget_string(text, "extrapolation")
@@ -338,6 +409,10 @@ class BudgetTracker:
     def reset(self) -> None:
         self.stats = BudgetStats()
         self.kinds: list[TokenKind] = []  # one per generated token
+        self.ids: list[int] = []  # the generated tokens
+        self._round = 0  # s1 profile: model tokens written since thinking began or since the last extrapolation
+        self._resume_cut: tuple[int, ...] = ()
+        self._prompt_tail: list[int] = []
         self._phase = _Phase.BEFORE
         self._queue: deque[tuple[int, TokenKind]] = deque()
         self._tail: deque[int] = deque(maxlen=self._tail_len)
@@ -363,7 +438,8 @@ class BudgetTracker:
             raise RuntimeError("BudgetTracker.start() called twice; call reset() first.")
         self._started = True
         prompt = [int(t) for t in prompt_ids]
-        self._tail.extend(prompt[-self._tail_len :])
+        self._prompt_tail = prompt[-self._tail_len :]
+        self._tail.extend(self._prompt_tail)
         self._last_token = prompt[-1] if prompt else None
         start_at = _rfind(prompt, self.markers.think_start)
         if start_at >= 0 and _rfind(prompt, self.markers.think_end, start_at) < 0:
@@ -380,7 +456,19 @@ class BudgetTracker:
         if not self._started:
             raise RuntimeError("call BudgetTracker.start(prompt_ids) before next_action().")
         phase = self._phase
-        if phase is _Phase.THINKING:
+        if phase is _Phase.THINKING and self._s1:
+            if not self._queue:
+                cap = self.budget.max_thinking_tokens
+                if cap is not None and self._round >= cap:  # the round hit its length limit: the last round
+                    if self.stats.thinking_tokens <= cap:
+                        self._cut()
+                    else:  # the joined rounds ran past the cap: end this pass; the engine resumes at the cap
+                        self._queue.append((self.markers.stop_ids[0], TokenKind.STOP))
+                elif self._round == 0 and self.budget.num_waits:
+                    return Ban(self._ends)
+                else:
+                    return Intercept(self._ends)
+        elif phase is _Phase.THINKING:
             cap = self.budget.max_thinking_tokens
             if cap is not None and self.stats.thinking_tokens >= cap and not self._marker_queued():
                 self._cut()
@@ -409,6 +497,7 @@ class BudgetTracker:
         ids, kind = self._replacement()
         if kind is TokenKind.EXTRAPOLATION:
             self.stats.waits += 1
+            self._round = 0
         self._queue.extend((t, kind) for t in ids)
         return self._queue[0][0]
 
@@ -418,6 +507,8 @@ class BudgetTracker:
         if self._must_extend():
             text = self.budget.extrapolation_at(self.stats.waits)
             return self.markers.encode_budget_string(text, "extrapolation"), TokenKind.EXTRAPOLATION
+        if self._s1 and self._over_cap():  # the last round ended past the cap: end this pass (see `resume`)
+            return (self.markers.stop_ids[0],), TokenKind.STOP
         return self.markers.think_end, TokenKind.MARKER
 
     def replay(self, token_ids: Iterable[int], injected: Container[int] | None = None) -> None:
@@ -446,10 +537,19 @@ class BudgetTracker:
         token_id = int(token_id)
         index = len(self.kinds)
         kind = self._classify(token_id)
+        st = self.stats
+        if kind is TokenKind.STOP and self._phase is _Phase.THINKING and self._s1 and self._over_cap():
+            length = self._round >= self.budget.max_thinking_tokens
+            st.overrun = "length" if length else "stop"
+            # s1 writes the newline unless the last round's text ends with one (its untruncated text).
+            self._resume_cut = (tuple(self.markers.cut_ids(self._last_token, self._answer_prefix)) if length
+                                else self.markers.think_end)
         self.kinds.append(kind)
+        self.ids.append(token_id)
         self._tail.append(token_id)
         self._last_token = token_id
-        st = self.stats
+        if kind is TokenKind.THINKING:
+            self._round += 1
         if kind in (TokenKind.THINKING, TokenKind.EXTRAPOLATION):
             st.thinking_tokens += 1
         elif kind is TokenKind.ANSWER:
@@ -501,6 +601,40 @@ class BudgetTracker:
     def _must_extend(self) -> bool:
         return self.budget.must_extend(self.stats.thinking_tokens, self.stats.waits)
 
+    def _over_cap(self) -> bool:
+        cap = self.budget.max_thinking_tokens
+        return cap is not None and self.stats.thinking_tokens > cap
+
+    def resume(self) -> list[int]:
+        """s1 profile, after a pass that ended with `stats.overrun` set: go back to where s1's answer call starts.
+
+        s1 lets every round write up to the cap and cuts the joined thinking to the cap afterwards, so the cut's
+        form depends on tokens written past the cap, which a single pass cannot take back. The pass writes them,
+        ends the row, and the engine calls again from what this returns: the generated ids up to the cap, then
+        the cut (newline, end marker, answer prefix if the last round hit its length limit; the end marker alone if
+        it ended by itself). The tracker is rewound to that point; `finish(returned + answer)` completes it.
+        """
+        st = self.stats
+        if st.overrun is None:
+            raise RuntimeError("resume() is only valid after a pass whose thinking ran past the cap (stats.overrun).")
+        first = st.thinking_span[0]
+        keep = first + self.budget.max_thinking_tokens
+        ids, kinds = self.ids[:keep], self.kinds[:keep]
+        waits = sum(1 for i in range(first, keep)
+                    if kinds[i] is TokenKind.EXTRAPOLATION and (i == first or kinds[i - 1] is not TokenKind.EXTRAPOLATION))
+        cut, kind = self._resume_cut, TokenKind.CUT if st.overrun == "length" else TokenKind.MARKER
+        prompt_tail = self._prompt_tail
+        self.reset()
+        self._started, self._prompt_tail = True, prompt_tail
+        self.ids, self.kinds = ids, kinds
+        self._tail.extend((prompt_tail + ids)[-self._tail_len :])
+        self._last_token = self._tail[-1] if self._tail else None
+        self._phase = _Phase.THINKING
+        self.stats = BudgetStats(thinking_tokens=len(ids) - first, waits=waits, capped=True, thinking_started=True,
+                                 thinking_span=(first, first), overrun=st.overrun)
+        self._queue.extend((t, kind) for t in cut)
+        return ids + list(cut)
+
     def _marker_queued(self) -> bool:
         return bool(self._queue) and self._queue[0][1] in (TokenKind.MARKER, TokenKind.CUT)
 
@@ -538,6 +672,18 @@ class BudgetTracker:
         return st
 
 
+def close_answer(answer: Sequence[int], budget: ThinkingBudget, markers: MarkerTokens) -> list[int]:
+    """An answer generated without the budget processor (a resumed row's answer call), ended as one pass ends it:
+    at its first end-of-sequence token, or at `max_answer_tokens`, where the end-of-sequence token is forced."""
+    ids = [int(t) for t in answer]
+    stop = next((k for k, t in enumerate(ids) if t in markers.stop_set), None)
+    ids = ids if stop is None else ids[: stop + 1]
+    cap = budget.max_answer_tokens
+    if cap is not None and (stop is None or stop > cap) and len(ids) >= cap:
+        ids = ids[:cap] + [markers.stop_ids[0]]
+    return ids
+
+
 def _rfind(seq: Sequence[int], sub: Sequence[int], start: int = 0) -> int:
     """Index of the last occurrence of `sub` in `seq[start:]`, or -1."""
     n = len(sub)
@@ -562,3 +708,65 @@ def _overlap(seq: Sequence[int], marker: Sequence[int]) -> int:
         if tuple(seq[-k:]) == tuple(marker[:k]):
             return k
     return 0
+
+
+# ---- token allowance -----------------------------------------------------------------------------
+
+
+def generation_allowance(context: int | None, max_new_tokens: int | None = None) -> int:
+    """The generation allowance, s1's `max_gen_toks`: `max_new_tokens`, else the model's context length, at most
+    `DEFAULT_ALLOWANCE` (s1 evaluates 32k-context models with 32,768)."""
+    if max_new_tokens is not None:
+        return max_new_tokens
+    return min(context or DEFAULT_ALLOWANCE, DEFAULT_ALLOWANCE)
+
+
+def answer_allowance(budget: ThinkingBudget, context: int | None, max_new_tokens: int | None = None) -> int:
+    """Tokens the answer may write after the thinking: `max_answer_tokens`, else the whole generation allowance
+    (s1's answer call gets all of `max_gen_toks`). Callers keep it within the context."""
+    if budget.max_answer_tokens is not None:
+        return budget.max_answer_tokens
+    return generation_allowance(context, max_new_tokens)
+
+
+def token_allowance(
+    budget: ThinkingBudget,
+    markers: MarkerTokens,
+    prompt_len: int,
+    context: int | None,
+    max_new_tokens: int | None = None,
+) -> int:
+    """New tokens one row may generate in a single pass.
+
+    An explicit `max_new_tokens` bounds the whole row, as in `generate` (hf-s1 profile). Otherwise the row may
+    write the start marker, the thinking cap, the cut and then the answer allowance (`answer_allowance`: by
+    default the whole generation allowance, as s1's answer call gets all of `max_gen_toks`); with the s1 profile
+    that holds for an explicit `max_new_tokens` too (it is s1's `max_gen_toks`). Without a thinking cap the row
+    gets the generation allowance. A row never runs past the context; raises when the prompt or the thinking cap
+    does not fit.
+    """
+    if max_new_tokens is not None:
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise BudgetError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}.")
+    if budget.is_auto:
+        raise BudgetError('resolve max_thinking_tokens="auto" for the call first (ThinkingBudget.resolve).')
+    room = None if context is None else context - prompt_len
+    if room is not None and room < 1:
+        raise BudgetError(f"the prompt has {prompt_len} tokens, which fills the model's context of {context}.")
+    cap = budget.max_thinking_tokens
+    fixed = max_new_tokens is not None and budget.profile != "s1"
+    if cap is None or fixed:
+        need = generation_allowance(context, max_new_tokens)
+        if not fixed:  # the default allowance shrinks to what the context leaves
+            return need if room is None else min(need, room)
+    else:
+        prefix = markers.encode_budget_string(budget.answer_prefix, "answer_prefix")
+        thinking = len(markers.think_start) + cap + len(markers.cut_ids(None, prefix))
+        need = thinking + answer_allowance(budget, context, max_new_tokens) + 1  # + the end-of-sequence token
+        if room is not None and need > room and thinking + 1 <= room and budget.max_answer_tokens is None:
+            return room  # the answer gets what the context leaves
+    if room is not None and need > room:
+        raise BudgetError(
+            f"prompt ({prompt_len} tokens) + budget ({need} new tokens) exceeds the model's context of {context}: "
+            f"lower max_thinking_tokens / max_answer_tokens / max_new_tokens or shorten the prompt.")
+    return need

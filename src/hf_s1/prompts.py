@@ -7,16 +7,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
-from .budget import BudgetError, MarkerTokens, ThinkingBudget
+from .budget import BudgetError, MarkerTokens, ThinkingBudget, generation_allowance, token_allowance
 from .formats import ThinkFormat, get_format, marker_tokens
 
 __all__ = ["Prompt", "Requests", "prepare_requests", "build_prompt", "check_prompt", "per_row_budgets",
-           "token_allowance", "check_sampling", "DEFAULT_ANSWER_TOKENS"]
+           "check_sampling"]
 
 Prompt = Union[str, Sequence[Mapping[str, str]]]  # a question, or a chat (list of {"role", "content"})
-
-# Tokens left for the answer when the budget sets no `max_answer_tokens`.
-DEFAULT_ANSWER_TOKENS = 512
 
 
 def build_prompt(
@@ -93,42 +90,6 @@ def per_row_budgets(budget: Union[ThinkingBudget, Sequence[ThinkingBudget], Mapp
     raise BudgetError(f"budget must be a ThinkingBudget or a list of them, got {type(budget).__name__}.")
 
 
-def token_allowance(
-    budget: ThinkingBudget,
-    markers: MarkerTokens,
-    prompt_len: int,
-    context: int | None,
-    max_new_tokens: int | None = None,
-) -> int:
-    """New tokens a row needs: start marker + thinking cap + cut + answer (+ end-of-sequence).
-
-    Without a thinking cap the row may use the rest of the context. Raises when the budget cannot fit.
-    """
-    if max_new_tokens is not None:
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise BudgetError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}.")
-    room = None if context is None else context - prompt_len
-    if room is not None and room < 1:
-        raise BudgetError(f"the prompt has {prompt_len} tokens, which fills the model's context of {context}.")
-    if budget.max_thinking_tokens is None:
-        need = max_new_tokens or room or 32768
-    else:
-        prefix = markers.encode_budget_string(budget.answer_prefix, "answer_prefix")
-        cut = len(markers.cut_ids(None, prefix))
-        answer = budget.max_answer_tokens if budget.max_answer_tokens is not None else DEFAULT_ANSWER_TOKENS
-        need = len(markers.think_start) + budget.max_thinking_tokens + cut + answer + 1
-        if max_new_tokens is not None:
-            need = max_new_tokens
-    if room is not None and need > room:
-        if max_new_tokens is None and budget.max_thinking_tokens is None:
-            return room
-        raise BudgetError(
-            f"prompt ({prompt_len} tokens) + budget ({need} new tokens) exceeds the model's context of {context}: "
-            f"lower max_thinking_tokens / max_answer_tokens / max_new_tokens or shorten the prompt."
-        )
-    return need
-
-
 @dataclass
 class Requests:
     """A batch of budget-forced requests, ready for an engine: `texts[i]` is what the model continues."""
@@ -139,6 +100,15 @@ class Requests:
     think_format: ThinkFormat
     markers: MarkerTokens
     input_ids: list[list[int]]
+
+    def token_limits(self, context: int | None, max_new_tokens: int | None = None) -> list[int]:
+        """Resolve `"auto"` budgets for this call (s1's rule: from the allowance and the longest prompt of the
+        call) and return each row's token allowance (`hf_s1.budget.token_allowance`)."""
+        longest = max(len(ids) for ids in self.input_ids)
+        allowance = generation_allowance(context, max_new_tokens)
+        self.budgets = [b.resolve(self.markers, allowance=allowance, longest_prompt=longest) for b in self.budgets]
+        return [token_allowance(b, self.markers, len(ids), context, max_new_tokens)
+                for b, ids in zip(self.budgets, self.input_ids)]
 
 
 def prepare_requests(

@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from ..budget import MarkerTokens, ThinkingBudget, TokenKind
+from ..budget import BudgetError, MarkerTokens, ThinkingBudget, TokenKind
 
 __all__ = ["BatchBudget", "KINDS", "SlotSpec"]
 
@@ -45,7 +45,7 @@ KINDS = (TokenKind.MARKER, TokenKind.THINKING, TokenKind.EXTRAPOLATION, TokenKin
          TokenKind.STOP, TokenKind.AFTER_STOP)
 MARKER, THINK, EXTRAP, CUT, ANSWER_K, STOP, AFTER_STOP = range(7)
 # Rows of each slot's table of forced sequences.
-SEQ_START, SEQ_END, SEQ_CUT_NL, SEQ_CUT, SEQ_EXTRAP = 0, 1, 2, 3, 4
+SEQ_START, SEQ_END, SEQ_CUT_NL, SEQ_CUT, SEQ_EOS, SEQ_EXTRAP = 0, 1, 2, 3, 4, 5
 
 _NO_LIMIT = 1 << 62
 _CERTAIN = 1.0 - 1e-6  # probability mass above which a draw would almost surely attempt
@@ -78,6 +78,7 @@ class _State:
     capped: torch.Tensor
     finished: torch.Tensor
     n_gen: torch.Tensor
+    round: torch.Tensor  # s1 profile: model tokens since thinking began or since the last extrapolation
 
     def index(self, idx: torch.Tensor) -> _State:
         return _State(*(getattr(self, f.name)[idx] for f in fields(self)))
@@ -183,7 +184,7 @@ class BatchBudget:
             max_think=self._zeros(s), min_think=self._zeros(s), num_waits=self._zeros(s), max_answer=self._zeros(s),
             n_extrap=torch.ones(s, dtype=torch.long, device=self.device), fmt=self._zeros(s),
             greedy=torch.ones(s, dtype=torch.bool, device=self.device), seeded=self._zeros(s, dtype=torch.bool),
-            seed=self._zeros(s),
+            seed=self._zeros(s), s1=self._zeros(s, dtype=torch.bool),
         )
         if old is not None:  # keep what the slots already hold: copy into the grown tables
             for name, new in self._tables.items():
@@ -205,7 +206,7 @@ class BatchBudget:
         return _State(phase=torch.full((n,), DONE, dtype=torch.long, device=self.device), qseq=z(), qpos=z(), qlen=z(),
                       qkind=z(), tail=torch.full((n, self._tail_len), -1, dtype=torch.long, device=self.device),
                       thinking=z(), answer=z(), waits=z(), capped=self._zeros(n, dtype=torch.bool),
-                      finished=self._zeros(n, dtype=torch.bool), n_gen=z())
+                      finished=self._zeros(n, dtype=torch.bool), n_gen=z(), round=z())
 
     def _format_index(self, markers: MarkerTokens) -> int:
         if markers not in self._formats:
@@ -228,8 +229,10 @@ class BatchBudget:
             m, b = spec.markers, spec.budget
             prefix = m.encode_budget_string(b.answer_prefix, "answer_prefix")
             extraps = [m.encode_budget_string(text, "extrapolation") for text in b.extrapolation]
+            if b.is_auto:
+                raise BudgetError('max_thinking_tokens="auto" must be resolved for the call (ThinkingBudget.resolve).')
             seqs = [m.think_start, m.think_end, m.before_end + m.think_end + m.after_end + tuple(prefix),
-                    m.think_end + m.after_end + tuple(prefix), *extraps]
+                    m.think_end + m.after_end + tuple(prefix), m.stop_ids[:1], *extraps]
             stops = list(dict.fromkeys(m.stop_ids))
             rows.append((spec, seqs, stops))
         tail = max([self._tail_len] + [max(len(s.markers.think_start), len(s.markers.think_end)) for s in specs])
@@ -251,7 +254,7 @@ class BatchBudget:
         stops = torch.zeros(n, n_stop, dtype=torch.long)
         stops_u = torch.zeros(n, n_stop, dtype=torch.bool)
         scalars = {name: [] for name in ("end0", "max_think", "min_think", "num_waits", "max_answer", "n_extrap", "fmt",
-                                         "greedy", "seeded", "seed")}
+                                         "greedy", "seeded", "seed", "s1")}
         for i, (spec, seq_list, stop_list) in enumerate(rows):
             m, b = spec.markers, spec.budget
             for j, q in enumerate(seq_list):
@@ -267,7 +270,8 @@ class BatchBudget:
                           min_think=b.min_thinking_tokens, num_waits=b.num_waits,
                           max_answer=_NO_LIMIT if b.max_answer_tokens is None else b.max_answer_tokens,
                           n_extrap=len(b.extrapolation), fmt=self._format_index(m), greedy=spec.greedy,
-                          seeded=spec.seed is not None, seed=0 if spec.seed is None else int(spec.seed) & ((1 << 63) - 1))
+                          seeded=spec.seed is not None, seed=0 if spec.seed is None else int(spec.seed) & ((1 << 63) - 1),
+                          s1=b.profile == "s1")
             for name, v in values.items():
                 scalars[name].append(v)
             self.specs[slots[i]] = spec
@@ -354,41 +358,50 @@ class BatchBudget:
         return (st.waits < self.num_waits[slot]) | (st.thinking < self.min_think[slot])
 
     def _replacement_seq(self, slot: torch.Tensor, st: _State, extend: torch.Tensor) -> torch.Tensor:
-        return torch.where(extend, SEQ_EXTRAP + st.waits % self.n_extrap[slot], SEQ_END)
+        overrun = self.s1[slot] & (st.thinking > self.max_think[slot])  # s1: end this pass (BudgetTracker.resume)
+        return torch.where(extend, SEQ_EXTRAP + st.waits % self.n_extrap[slot], torch.where(overrun, SEQ_EOS, SEQ_END))
 
     def decide(self, slot: torch.Tensor, st: _State, active: torch.Tensor):
         """`BudgetTracker.next_action` for every active row. Returns the updated state and, per row, the forced
-        id (-1: none), whether the row intercepts, and whether an intercepted end would be extended."""
+        id (-1: none), whether the row intercepts, whether an intercepted end would be extended, and whether the
+        row bans the ends outright (s1 profile: the first token of a round)."""
         queued = st.qpos < st.qlen
         in_thinking = active & (st.phase == THINKING)
         marker_queued = queued & ((st.qkind == MARKER) | (st.qkind == CUT))
-        cut = in_thinking & (st.thinking >= self.max_think[slot]) & ~marker_queued
+        s1, cap = self.s1[slot], self.max_think[slot]
+        round_limit = in_thinking & s1 & ~queued & (st.round >= cap)  # s1: the round's own length limit
+        over = st.thinking > cap
+        cut = (in_thinking & ~s1 & (st.thinking >= cap) & ~marker_queued) | (round_limit & ~over)
+        end_pass = round_limit & over
         last = st.tail[:, -1]
         table = self.ends_with_newline
         ends_nl = table[self.fmt[slot], last.clamp(0, table.shape[1] - 1)] & (last >= 0) & (last < table.shape[1])
         cut_seq = torch.where(ends_nl, SEQ_CUT, SEQ_CUT_NL)
         restart = active & (st.phase == BEFORE) & ~queued  # a forced start marker was overridden: write it again
-        new_seq = torch.where(cut, cut_seq, SEQ_START)
-        set_queue = cut | restart
+        new_seq = torch.where(cut, cut_seq, torch.where(end_pass, SEQ_EOS, SEQ_START))
+        set_queue = cut | restart | end_pass
         qseq = torch.where(set_queue, new_seq, st.qseq)
         qpos = torch.where(set_queue, 0, st.qpos)
         qlen = torch.where(set_queue, self.lens[slot, new_seq], st.qlen)
-        qkind = torch.where(cut, CUT, torch.where(restart, MARKER, st.qkind))
+        qkind = torch.where(cut, CUT, torch.where(end_pass, STOP, torch.where(restart, MARKER, st.qkind)))
         queued = qpos < qlen
         out = _State(st.phase, qseq, qpos, qlen, qkind, st.tail, st.thinking, st.answer, st.waits, st.capped | cut,
-                     st.finished, st.n_gen)
-        intercept = in_thinking & ~queued
+                     st.finished, st.n_gen, st.round)
+        free = in_thinking & ~queued
+        ban = free & s1 & (st.round == 0) & (self.num_waits[slot] > 0)
+        intercept = free & ~ban
         answer_cap = active & (st.phase == ANSWER) & ~queued & (st.answer >= self.max_answer[slot])
         force = torch.where(active & queued & (st.phase != DONE), self._head(slot, qseq, qpos), -1)
         force = torch.where(answer_cap, self.stops[slot, 0], force)
-        return out, force, intercept, self._must_extend(slot, st)
+        return out, force, intercept, self._must_extend(slot, st), ban
 
     def intercept_ids(self, slot: torch.Tensor, extend: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[n, k+1] the ids an intercepting row watches (stop ids, then the end marker's first token when the end
         would be extended; unused columns repeat the first stop id) and [n, k+1] which columns are distinct."""
         stops, uniq = self.stops[slot], self.stops_u[slot]
-        end_col = torch.where(extend, self.end0[slot], stops[:, 0])
-        return torch.cat([stops, end_col[:, None]], dim=1), torch.cat([uniq, extend[:, None]], dim=1)
+        with_end = extend | self.s1[slot]  # the s1 profile always watches the end marker's first token
+        end_col = torch.where(with_end, self.end0[slot], stops[:, 0])
+        return torch.cat([stops, end_col[:, None]], dim=1), torch.cat([uniq, with_end[:, None]], dim=1)
 
     def replacement_head(self, slot: torch.Tensor, st: _State, extend: torch.Tensor) -> torch.Tensor:
         """The first id of what an intercepted end is replaced by (extrapolation or end marker)."""
@@ -397,10 +410,12 @@ class BatchBudget:
     def resolve(self, slot: torch.Tensor, st: _State, hit: torch.Tensor, extend: torch.Tensor):
         """`BudgetTracker.intercept` for rows where `hit`: queue the replacement; returns (state, its first id)."""
         seq = self._replacement_seq(slot, st, extend)
+        kind = torch.where(extend, EXTRAP, torch.where(seq == SEQ_EOS, STOP, MARKER))
         out = _State(st.phase, torch.where(hit, seq, st.qseq), torch.where(hit, 0, st.qpos),
                      torch.where(hit, self.lens[slot, seq], st.qlen),
-                     torch.where(hit, torch.where(extend, EXTRAP, MARKER), st.qkind), st.tail, st.thinking, st.answer,
-                     st.waits + (hit & extend).long(), st.capped, st.finished, st.n_gen)
+                     torch.where(hit, kind, st.qkind), st.tail, st.thinking, st.answer,
+                     st.waits + (hit & extend).long(), st.capped, st.finished, st.n_gen,
+                     torch.where(hit & extend, 0, st.round))
         return out, self.seqs[slot, seq, 0]
 
     def observe(self, slot: torch.Tensor, st: _State, token: torch.Tensor, active: torch.Tensor):
@@ -434,7 +449,7 @@ class BatchBudget:
         qlen = torch.where(stop, 0, qlen)
         qpos = torch.where(stop, 0, qpos)
         out = _State(phase, qseq, qpos, qlen, qkind, tail, thinking, answer, st.waits, st.capped, st.finished | stop,
-                     st.n_gen + active.long())
+                     st.n_gen + active.long(), st.round + (active & (kind == THINK)).long())
         return out, kind
 
     # ---- engine steps -----------------------------------------------------------------------------------------
@@ -449,7 +464,7 @@ class BatchBudget:
         token = token.long()
         whole = self._is_whole(slot)
         st = self.state if whole else self.state.index(slot)
-        st, _, intercept, extend = self.decide(slot, st, active)
+        st, _, intercept, extend, _ = self.decide(slot, st, active)
         ids, _ = self.intercept_ids(slot, extend)
         inferred = ~(ids == token[:, None]).any(dim=1) & (token == self.replacement_head(slot, st, extend))
         j = st.n_gen - self.pending_base[slot]
@@ -509,7 +524,7 @@ class BatchBudget:
         """
         if state is None:
             state = self.state if self._is_whole(slot) else self.state.index(slot)
-        st, force, intercept, extend = self.decide(slot, state, active)
+        st, force, intercept, extend, ban_only = self.decide(slot, state, active)
         ids, uniq = self.intercept_ids(slot, extend)
         top_value, top_id = logits.max(dim=-1) if top is None else top
         if sampled is None:
@@ -528,7 +543,7 @@ class BatchBudget:
         hit = hit & torch.isfinite(allowed.gather(1, repl[:, None]).squeeze(1))  # replacement forbidden: ban instead
         st, head = self.resolve(slot, st, hit, extend)
         force = torch.where(hit, head, force)
-        ban = intercept & ~hit
+        ban = (intercept & ~hit) | ban_only
         # Record the outcome for commit().
         lvl = torch.zeros_like(slot) if level is None else level
         lvl_ok = active & (lvl <= self.lookahead)

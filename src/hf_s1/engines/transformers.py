@@ -18,10 +18,10 @@ from transformers.generation import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from ..budget import BudgetError, BudgetLike, BudgetStats, BudgetTracker, ThinkingBudget, TokenKind
+from ..budget import BudgetError, BudgetLike, BudgetStats, BudgetTracker, ThinkingBudget, TokenKind, answer_allowance, close_answer
 from ..formats import ThinkFormat, get_format, marker_tokens
 from ..models import context_length
-from ..prompts import Prompt, check_sampling, prepare_requests, token_allowance
+from ..prompts import Prompt, check_sampling, prepare_requests
 from ..results import BudgetedGeneration, build_result
 from .batch_budget import BatchBudget, SlotSpec
 
@@ -135,8 +135,13 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
             raise BudgetError(f"generation_config must be a transformers GenerationConfig, got {type(generation_config).__name__}.")
         self.think_format = get_format(think_format, tokenizer)
         self.markers = marker_tokens(tokenizer, self.think_format)
+        # "auto" is resolved per generation from the allowance (generation_config.max_new_tokens) and the prompts.
+        self._allowance = getattr(generation_config, "max_new_tokens", None)
+        if any(b.is_auto for b in budgets) and self._allowance is None:
+            raise BudgetError('max_thinking_tokens="auto" needs the generation allowance: pass generation_config='
+                              "GenerationConfig(max_new_tokens=...) to the processor, or use generate_with_budget.")
         for b in budgets:  # tokenizes and validates the budget strings now, not mid-generation
-            BudgetTracker(b, self.markers)
+            BudgetTracker(b.resolve(self.markers, allowance=1 << 30, longest_prompt=0), self.markers)
         self.budgets = budgets
         self.pad_token_id = getattr(tokenizer, "pad_token_id", None)
         self.do_sample = bool(generation_config is not None and generation_config.do_sample)
@@ -191,7 +196,9 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
             if any(ends_with_pad) and not all(ends_with_pad):
                 raise BudgetError("the batch is right-padded: set tokenizer.padding_side = 'left' before tokenizing.")
         core = BatchBudget(batch, input_ids.device, log_injections=True)
-        specs = [SlotSpec(self.budgets[row // repeat], self.markers, greedy=not self.do_sample) for row in range(batch)]
+        budgets = [b.resolve(self.markers, allowance=self._allowance, longest_prompt=input_ids.shape[1]) if b.is_auto
+                   else b for b in self.budgets]  # left padding: the width is the longest prompt
+        specs = [SlotSpec(budgets[row // repeat], self.markers, greedy=not self.do_sample) for row in range(batch)]
         core.set_slots(range(batch), specs)
         core.start(range(batch), input_ids)
         self._core, self._prompts, self.trackers, self._streamed = core, input_ids, [], {}
@@ -314,6 +321,8 @@ def generate_with_budget(
     """
     req = prepare_requests(tokenizer, prompts, budget, think_format=think_format, system_prompt=system_prompt,
                            chat_template=chat_template)
+    context = context_length(model)
+    limits = req.token_limits(context, max_new_tokens)  # resolves "auto" budgets for the whole call
     prompt_list, texts, budgets, fmt, markers = req.prompts, req.texts, req.budgets, req.think_format, req.markers
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise BudgetError(f"batch_size must be a positive int, got {batch_size!r}.")
@@ -327,7 +336,6 @@ def generate_with_budget(
     check_sampling(do_sample, temperature, top_p, top_k, min_p, generate_kwargs)
     sampling = _sampling_config(do_sample, temperature, top_p, top_k, min_p)
     user_processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
-    context = context_length(model)
     device = getattr(model, "device", torch.device("cpu"))
 
     results: list[BudgetedGeneration] = []
@@ -338,7 +346,9 @@ def generate_with_budget(
             chunk_budgets = budgets[start : start + batch_size]
             enc = _left_pad(chunk, pad_id, device)
             prompt_len = enc["input_ids"].shape[1]
-            limit = max(token_allowance(b, markers, prompt_len, context, max_new_tokens) for b in chunk_budgets)
+            limit = max(limits[start : start + batch_size])
+            if context is not None:  # left padding widens the shorter prompts
+                limit = min(limit, max(context - prompt_len, 1))
             processor = BudgetForcingLogitsProcessor(tokenizer, chunk_budgets, fmt, sampling)
             # The processor applies the sampler's warpers itself, decides on the real distribution and returns
             # warped scores; generate then samples at temperature 1 with no further truncation.
@@ -361,8 +371,19 @@ def generate_with_budget(
                 **generate_kwargs,
             )
             new = out[:, prompt_len:].tolist()
-            for i, (ids, stats) in enumerate(zip(new, processor.stats(new))):
-                tracker = processor.trackers[i]
+            processor.stats(new)
+            trackers = processor.trackers
+            resumed = [i for i, t in enumerate(trackers) if t.stats.overrun]
+            if resumed:  # s1 profile: rounds ran past the cap; answer from the cut thinking, as s1 does
+                heads = [trackers[i].resume() for i in resumed]
+                answers = _answer_calls(model, [chunk[i] + h for i, h in zip(resumed, heads)],
+                                        [chunk_budgets[i] for i in resumed], context, max_new_tokens, markers,
+                                        pad_id, sampling, generate_kwargs)
+                for i, head, answer in zip(resumed, heads, answers):
+                    new[i] = head + answer
+            for i, ids in enumerate(new):
+                tracker = trackers[i]
+                stats = tracker.finish(ids)
                 results.append(
                     build_result(
                         prompt_list[start + i], ids, stats, tracker.kinds, chunk_budgets[i],
@@ -373,6 +394,26 @@ def generate_with_budget(
         if isinstance(streamer, BudgetStreamer):
             streamer.attach(None)
     return results
+
+
+def _answer_calls(model: Any, rows: list[list[int]], budgets: list[ThinkingBudget], context: int | None,
+                  max_new_tokens: int | None, markers: Any, pad_id: int, sampling: GenerationConfig | None,
+                  generate_kwargs: dict) -> list[list[int]]:
+    """Plain generation of the answers of resumed rows (after the cut no budget rule applies but the answer cap)."""
+    limits = []
+    for b, r in zip(budgets, rows):
+        limit = answer_allowance(b, context, max_new_tokens)
+        limits.append(limit if context is None else min(limit, context - len(r)))
+    if max(limits) < 1:
+        return [close_answer([], b, markers) for b in budgets]
+    enc = _left_pad(rows, pad_id, model.device)
+    width = enc["input_ids"].shape[1]
+    settings = dict(do_sample=False) if sampling is None else dict(
+        do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
+        min_p=sampling.min_p)
+    out = model.generate(**enc, max_new_tokens=max(limits), pad_token_id=pad_id,
+                         eos_token_id=list(markers.stop_ids), **settings, **generate_kwargs)
+    return [close_answer(row[:limit], b, markers) for row, limit, b in zip(out[:, width:].tolist(), limits, budgets)]
 
 
 def _left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: Any) -> dict[str, torch.Tensor]:

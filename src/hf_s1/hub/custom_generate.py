@@ -147,7 +147,7 @@ def budget_forcing_generate(
     from ..engines.transformers import BudgetForcingLogitsProcessor
     from ..models import context_length
     from ..formats import get_format, marker_tokens
-    from ..prompts import token_allowance
+    from ..budget import generation_allowance, token_allowance
 
     kwargs.pop("trust_remote_code", None)
     kwargs.pop("custom_generate", None)
@@ -163,13 +163,15 @@ def budget_forcing_generate(
     effective.update(**{k: v for k, v in kwargs.items() if hasattr(GenerationConfig(), k)})
     if getattr(effective, "num_beams", 1) not in (None, 1):
         raise BudgetError("budget forcing runs one sequence per row: beam search is not supported (num_beams=1).")
-    processor = BudgetForcingLogitsProcessor(tokenizer, policy.budget, fmt,
+    input_ids = inputs if inputs is not None else kwargs.get("input_ids")
+    prompt_len = 0 if input_ids is None else int(input_ids.shape[-1])
+    allowance = generation_allowance(context_length(model), effective.max_new_tokens)
+    budget = policy.budget.resolve(markers, allowance=allowance, longest_prompt=prompt_len)
+    processor = BudgetForcingLogitsProcessor(tokenizer, budget, fmt,
                                              generation_config=effective if effective.do_sample else None)
 
-    input_ids = inputs if inputs is not None else kwargs.get("input_ids")
     if effective.max_new_tokens is None and kwargs.get("max_length") is None and input_ids is not None:
-        prompt_len = int(input_ids.shape[-1])
-        kwargs["max_new_tokens"] = token_allowance(policy.budget, markers, prompt_len, context_length(model))
+        kwargs["max_new_tokens"] = token_allowance(budget, markers, prompt_len, context_length(model))
     kwargs.setdefault("eos_token_id", list(markers.stop_ids))
     if kwargs.get("pad_token_id") is None and effective.pad_token_id is None:
         kwargs["pad_token_id"] = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else markers.stop_ids[0]

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from ...budget import BudgetError, BudgetLike, BudgetTracker
+from ...budget import BudgetError, BudgetLike, BudgetTracker, answer_allowance, close_answer
 from ...formats import ThinkFormat
-from ...prompts import Prompt, check_sampling, prepare_requests, token_allowance
+from ...prompts import Prompt, check_sampling, prepare_requests
 from ...reference import s1_loop_result
 from ...results import BudgetedGeneration, build_result
-from .params import BUDGET_KEY, FORMAT_KEY
+from .params import BUDGET_KEY, FORMAT_KEY, RESUME_KEY
 from .processor import BudgetForcingLogitsProcessor
 
 if TYPE_CHECKING:
@@ -70,13 +70,14 @@ def _model_config(llm: Any) -> Any:
 
 
 def _prepare(llm: Any, prompts: Union[Prompt, Sequence[Prompt]], budget: BudgetLike, think_format, system_prompt,
-             chat_template: bool):
+             chat_template: bool, max_new_tokens: int | None = None):
     tokenizer = llm.get_tokenizer()
     req = prepare_requests(tokenizer, prompts, budget, think_format=think_format, system_prompt=system_prompt,
                            chat_template=chat_template)
+    limits = req.token_limits(getattr(_model_config(llm), "max_model_len", None), max_new_tokens)  # resolves "auto"
     ids = req.input_ids
     prompt_list, fmt, markers, budgets = req.prompts, req.think_format, req.markers, req.budgets
-    return prompt_list, tokenizer, fmt, markers, budgets, ids
+    return prompt_list, tokenizer, fmt, markers, budgets, ids, limits
 
 
 def generate_with_budget(
@@ -142,38 +143,48 @@ def generate_with_budget(
     check_sampling(do_sample, temperature, top_p, top_k, min_p, sampling_kwargs)
     if "extra_args" in sampling_kwargs or "logits_processors" in sampling_kwargs:
         raise BudgetError("generate_with_budget sets extra_args itself: pass the budget as `budget`.")
-    prompt_list, tokenizer, fmt, markers, budgets, prompt_ids = _prepare(
-        llm, prompts, budget, think_format, system_prompt, chat_template
+    prompt_list, tokenizer, fmt, markers, budgets, prompt_ids, limits = _prepare(
+        llm, prompts, budget, think_format, system_prompt, chat_template, max_new_tokens
     )
     if fmt.name not in ("s1", "r1"):
         raise BudgetError(f"the vLLM engine takes the preset formats 's1' or 'r1' (per-request key {FORMAT_KEY!r}), got {fmt.name!r}.")
     context = getattr(config, "max_model_len", None)
+    settings = dict(temperature=temperature if do_sample else 0.0, top_p=top_p if do_sample else 1.0,
+                    top_k=top_k if do_sample else 0, min_p=(min_p or 0.0) if do_sample else 0.0, seed=seed,
+                    stop_token_ids=list(markers.stop_ids), skip_special_tokens=False)
     params = [
-        SamplingParams(
-            max_tokens=token_allowance(b, markers, len(ids), context, max_new_tokens),
-            temperature=temperature if do_sample else 0.0,
-            top_p=top_p if do_sample else 1.0,
-            top_k=top_k if do_sample else 0,
-            min_p=(min_p or 0.0) if do_sample else 0.0,
-            seed=seed,
-            stop_token_ids=list(markers.stop_ids),
-            skip_special_tokens=False,
-            extra_args={BUDGET_KEY: b.to_dict(), FORMAT_KEY: fmt.name},
-            **sampling_kwargs,
-        )
-        for b, ids in zip(budgets, prompt_ids)
+        SamplingParams(max_tokens=limit, extra_args={BUDGET_KEY: b.to_dict(), FORMAT_KEY: fmt.name, RESUME_KEY: True},
+                       **settings, **sampling_kwargs)
+        for b, limit in zip(budgets, limits)
     ]
     outputs = llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params, use_tqdm=use_tqdm)
-    decode = lambda t: tokenizer.decode(t, skip_special_tokens=False)  # noqa: E731
-    results = []
+    rows = []  # (prompt, prompt ids, budget, generated ids, tracker): n > 1 gives every sample its own row
     for prompt, ids, b, out in zip(prompt_list, prompt_ids, budgets, outputs):
-        for sample in out.outputs:  # n > 1: every sample, each with telemetry from its own ids
+        for sample in out.outputs:
             generated = list(sample.token_ids)
-            tracker = BudgetTracker(b, markers)
+            tracker = BudgetTracker(b, markers)  # telemetry from the sample's own ids
             tracker.start(ids)
             tracker.replay(generated)
-            stats = tracker.finish(generated)
-            results.append(build_result(prompt, generated, stats, tracker.kinds, b, decode))
+            tracker.finish(generated)
+            rows.append([prompt, ids, b, generated, tracker])
+    resumed = [row for row in rows if row[4].stats.overrun]
+    if resumed:  # s1 profile: rounds ran past the cap; answer from the cut thinking, as s1 does
+        extra = {k: v for k, v in sampling_kwargs.items() if k != "n"}
+        heads = [row[4].resume() for row in resumed]
+        answer_params = []
+        for (_, ids, b, _, _), head in zip(resumed, heads):
+            limit = answer_allowance(b, context, max_new_tokens)
+            limit = limit if context is None else min(limit, context - len(ids) - len(head))
+            answer_params.append(SamplingParams(max_tokens=max(limit, 1), **settings, **extra))
+        answers = llm.generate([TokensPrompt(prompt_token_ids=row[1] + head) for row, head in zip(resumed, heads)],
+                               answer_params, use_tqdm=use_tqdm)
+        for row, head, out, sp in zip(resumed, heads, answers, answer_params):
+            row[3] = head + close_answer(out.outputs[0].token_ids, row[2], markers)
+    decode = lambda t: tokenizer.decode(t, skip_special_tokens=False)  # noqa: E731
+    results = []
+    for prompt, _, b, generated, tracker in rows:
+        stats = tracker.finish(generated)
+        results.append(build_result(prompt, generated, stats, tracker.kinds, b, decode))
     return results
 
 
@@ -200,7 +211,7 @@ def s1_reference_generate(
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    prompt_list, tokenizer, fmt, markers, budgets, prompt_ids = _prepare(
+    prompt_list, tokenizer, fmt, markers, budgets, prompt_ids, _ = _prepare(
         llm, prompts, budget, think_format, system_prompt, chat_template
     )
 

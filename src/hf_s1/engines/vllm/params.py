@@ -5,6 +5,11 @@
   (thinking is opened and closed properly, no bounds). Requests without the key, or with `None` / JSON `null`,
   are left untouched, unless the server sets `HF_S1_DEFAULT_THINKING_BUDGET` (a JSON budget for them).
 - `"think_format"`: `"s1"` (default) or `"r1"`; only with a budget (alone it is refused: it turns nothing on).
+- `"resumes_overrun"`: `true` from a client that makes the second call the `s1` profile needs when a row's
+  thinking rounds run past the cap (`generate_with_budget` does); without it such budgets are refused.
+
+`max_thinking_tokens="auto"` is refused: it depends on the whole batch (the longest prompt), which one request
+does not know; resolve it before sending (`ThinkingBudget.resolve`), as `generate_with_budget` does.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from typing import Any
 from ...budget import BudgetError, ThinkingBudget
 from ...formats import END_OF_TURN_TEXTS, ThinkFormat, get_format
 
-__all__ = ["BUDGET_KEY", "FORMAT_KEY", "DEFAULT_BUDGET_ENV", "budget_from_params"]
+__all__ = ["BUDGET_KEY", "FORMAT_KEY", "RESUME_KEY", "DEFAULT_BUDGET_ENV", "budget_from_params"]
 
 BUDGET_KEY = "thinking_budget"
 FORMAT_KEY = "think_format"
+RESUME_KEY = "resumes_overrun"
 DEFAULT_BUDGET_ENV = "HF_S1_DEFAULT_THINKING_BUDGET"
 
 
@@ -94,6 +100,15 @@ def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None
         budget.check_extrapolation_text((fmt.think_end, *END_OF_TURN_TEXTS))
     except BudgetError as exc:
         raise BudgetError(f"{where}: {exc}") from None
+    if budget.is_auto:
+        raise BudgetError(f'{where}: max_thinking_tokens="auto" depends on the whole batch (the allowance minus its '
+                          f"longest prompt, the markers and 100); resolve it before sending (ThinkingBudget.resolve) "
+                          f"or use hf_s1.engines.vllm.generate_with_budget.")
+    if budget.profile == "s1" and extra.get(RESUME_KEY) is not True:
+        raise BudgetError(f"{where}: the s1 profile lets thinking rounds run past the cap and then answers in a "
+                          f"second call from the cut, which a single request cannot make: use "
+                          f"hf_s1.engines.vllm.generate_with_budget, or set extra_args[{RESUME_KEY!r}]=true if your "
+                          f"client makes that call (BudgetTracker.resume).")
     if getattr(params, "thinking_token_budget", None) is not None:
         # vLLM's own budget runs after custom processors and would override ours: mixed, silent behaviour.
         raise BudgetError(

@@ -1,0 +1,48 @@
+"""s1's evaluation rules as repeated engine calls, written here for tests only (the library's `s1` profile does the
+same in one pass). It follows the rules of s1's evaluation code (its lm-evaluation-harness fork, `_model_generate`),
+not its code:
+
+- thinking runs in rounds; a round stops at an end token (the end marker's first token, end-of-turn,
+  end-of-sequence) or after `cap` tokens; with Waits, every round writes at least one token before it may stop;
+- a round that stopped at an end token, while Waits are left, loses that token and gets the Wait ids appended;
+- the joined thinking ids (the last round's stop token included) are cut to `cap`, and an end token left at the
+  end of the cut is dropped;
+- the last round hit its length limit: "\\n" (unless its last token ends with a newline) + the end marker +
+  "\\nFinal Answer:", tokenized as one string; it stopped by itself: the end marker alone;
+- the answer is one more call, up to `answer_tokens`, stopping at end-of-sequence / end-of-turn.
+
+`complete(ids, max_new, stop_ids, min_tokens)` decodes greedily, keeps the stop id that ended the call, and bans
+`stop_ids` for the first `min_tokens` tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+Complete = Callable[[list[int], int, Sequence[int], int], list[int]]
+
+
+def s1_eval_loop(complete: Complete, prompt_ids: Sequence[int], *, cap: int, num_waits: int, wait_ids: Sequence[int],
+                 ends: Sequence[int], stops: Sequence[int], end_marker_ids: Sequence[int],
+                 end_max_ids: Sequence[int], newline_ids: Sequence[int], ends_with_newline: Callable[[int], bool],
+                 answer_tokens: int) -> list[int]:
+    """The generated ids (thinking, cut, answer) for a prompt that ends with the think-start marker."""
+    prompt = list(prompt_ids)
+    joined: list[int] = []
+    for i in range(num_waits + 1):
+        out = complete(prompt + joined, cap, ends, 1 if num_waits else 0)
+        stopped = bool(out) and out[-1] in ends
+        if not stopped or i == num_waits:
+            joined += out
+            break
+        joined += out[:-1] + list(wait_ids)
+    last_round = out
+    kept = joined[:cap]
+    if kept and kept[-1] in ends:
+        kept = kept[:-1]
+    if stopped:
+        cut = list(end_marker_ids)
+    else:
+        cut = ([] if last_round and ends_with_newline(last_round[-1]) else list(newline_ids)) + list(end_max_ids)
+    answer = complete(prompt + kept + cut, answer_tokens, stops, 0)
+    return kept + cut + answer
