@@ -39,6 +39,7 @@ class BenchmarkSpec:
         config: the Hub configuration name, if any.
         kind: `"math"` (graded with math-verify) or `"choice"` (multiple choice, graded by letter).
         gated: the Hub dataset needs an accepted license and a token.
+        size: the number of questions of the full benchmark (what a complete run is measured against).
     """
 
     name: str
@@ -47,15 +48,16 @@ class BenchmarkSpec:
     config: str | None = None
     kind: str = "math"
     gated: bool = False
+    size: int | None = None
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
-    "aime24": BenchmarkSpec("aime24", "simplescaling/aime24_nofigures", split="train"),
-    "aime25": BenchmarkSpec("aime25", "TIGER-Lab/AIME25", split="train"),
-    "math500": BenchmarkSpec("math500", "HuggingFaceH4/MATH-500", split="test"),
+    "aime24": BenchmarkSpec("aime24", "simplescaling/aime24_nofigures", split="train", size=30),
+    "aime25": BenchmarkSpec("aime25", "TIGER-Lab/AIME25", split="train", size=30),
+    "math500": BenchmarkSpec("math500", "HuggingFaceH4/MATH-500", split="test", size=500),
     "gpqa_diamond": BenchmarkSpec("gpqa_diamond", "Idavidrein/gpqa", split="train", config="gpqa_diamond",
-                                  kind="choice", gated=True),
-    "amc23": BenchmarkSpec("amc23", None),
+                                  kind="choice", gated=True, size=198),
+    "amc23": BenchmarkSpec("amc23", None, size=40),
 }
 
 
@@ -82,16 +84,26 @@ class Question:
 
 @dataclass
 class Benchmark:
-    """A loaded benchmark: its questions, how they are graded, and where they came from."""
+    """A loaded benchmark: its questions, how they are graded, and where they came from.
+
+    `size` is the number of questions of the full benchmark: the known size of a named benchmark (500 for
+    MATH-500), else the number of rows loaded before `limit`. A run over fewer questions is a partial run.
+    """
 
     name: str
     questions: list[Question]
     kind: str
     source: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    size: int | None = None
 
     def __len__(self) -> int:
         return len(self.questions)
+
+    @property
+    def full_size(self) -> int:
+        """`size`, or the number of questions held when it is unknown."""
+        return self.size if self.size is not None else len(self.questions)
 
 
 def _first(row: Mapping[str, Any], names: Sequence[str]) -> Any:
@@ -272,8 +284,8 @@ def load_benchmark(
     >>> with open(path, "w") as f:
     ...     _ = f.write(json.dumps({"id": 1, "problem": "What is 6*7?", "answer": "42"}) + "\\n")
     >>> bench = load_benchmark("math500", data=path)
-    >>> len(bench), bench.questions[0].answer, bench.kind
-    (1, '42', 'math')
+    >>> len(bench), bench.questions[0].answer, bench.kind, bench.size   # 1 question of MATH-500's 500
+    (1, '42', 'math', 500)
 
     ```
     """
@@ -293,6 +305,7 @@ def load_benchmark(
         rows = _load_hub(spec, split or spec.split, token)
         source = f"hf://datasets/{spec.hub_id}" + (f"/{spec.config}" if spec.config else "") + f"[{split or spec.split}]"
     questions = questions_from_rows(rows, kind or spec.kind, seed=seed, template=template, source=source)
+    size = spec.size if spec.size is not None else len(questions)
     if limit is not None:
         questions = questions[:limit]
-    return Benchmark(name, questions, kind or spec.kind, source, {"seed": seed, "template": template})
+    return Benchmark(name, questions, kind or spec.kind, source, {"seed": seed, "template": template}, size=size)

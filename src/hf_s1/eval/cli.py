@@ -11,7 +11,7 @@ from ..budget import BudgetError
 from .benchmarks import BENCHMARKS
 from .engines import ENGINES
 from .errors import EvalError
-from .methods import METHODS
+from .methods import AUTO, METHODS, PASS_AT_1_METHODS
 
 __all__ = ["add_eval_subcommands", "main"]
 
@@ -28,6 +28,26 @@ def _int_list(text: str, *, allow_none: bool = False) -> list[int | None]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     return out
+
+
+def _cap_list(text: str) -> list[int | str | None]:
+    """Thinking caps: integers, `none` (no cap) or `auto` (the engine derives the cap from the allowance)."""
+    parts = [p.strip().lower() for p in text.split(",")]
+    try:
+        return [AUTO if p == AUTO else _int_list(p, allow_none=True)[0] for p in parts]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated thinking caps (integers, 'none' or 'auto'), got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _methods(text: str) -> list[str]:
@@ -50,7 +70,8 @@ def _eval(args: argparse.Namespace) -> int:
         args.method, max_thinking=args.max_thinking, num_waits=args.num_waits, samples=args.samples,
         max_tries=args.max_tries, temperature=args.temperature, sampling_temperature=args.sampling_temperature,
         top_p=args.top_p, max_answer_tokens=args.max_answer, thinking_ceiling=args.thinking_ceiling,
-        extrapolation=args.extrapolation or "Wait",
+        extrapolation=args.extrapolation or "Wait", profile=args.profile, max_new_tokens=args.max_new_tokens,
+        pass_at_1=args.pass_at_1, pass_at_1_temperature=args.pass_at_1_temperature, pass_at_1_top_p=args.pass_at_1_top_p,
     )
     engine = load_engine(args.engine, args.model, batch_size=args.batch_size, think_format=args.format,
                          system_prompt=args.system_prompt)
@@ -86,8 +107,12 @@ def add_eval_subcommands(subparsers: argparse._SubParsersAction) -> None:
     >>> parser = argparse.ArgumentParser(prog="hf-s1")
     >>> add_eval_subcommands(parser.add_subparsers(dest="command"))
     >>> args = parser.parse_args(["eval", "--benchmark", "math500", "--max-thinking", "512,1024", "--out", "runs/m"])
-    >>> args.max_thinking, args.method, args.engine
-    ([512, 1024], ['budget-forcing'], 'transformers')
+    >>> args.max_thinking, args.method, args.engine, args.profile
+    ([512, 1024], ['budget-forcing'], 'transformers', 'hf-s1')
+    >>> args = parser.parse_args(["eval", "--benchmark", "aime24", "--max-thinking", "auto", "--num-waits", "1,2,4,6",
+    ...                           "--profile", "s1", "--max-new-tokens", "32768", "--out", "runs/a"])
+    >>> args.max_thinking, args.num_waits, args.profile, args.max_new_tokens, args.temperature
+    (['auto'], [1, 2, 4, 6], 's1', 32768, 0.0)
 
     ```
     """
@@ -105,8 +130,9 @@ def add_eval_subcommands(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--system-prompt", default=None)
     ev.add_argument("--method", type=_methods, default=["budget-forcing"],
                     help=f"comma-separated: {', '.join(METHODS)}")
-    ev.add_argument("--max-thinking", type=lambda s: _int_list(s, allow_none=True), default=[None],
-                    help="comma-separated thinking caps N ('none' = no cap), e.g. 512,1024,2048")
+    ev.add_argument("--max-thinking", type=_cap_list, default=[None],
+                    help="comma-separated thinking caps N ('none' = no cap; 'auto' = the generation allowance minus "
+                         "the prompt and margins, s1's setting), e.g. 512,1024,2048 or auto or 64,auto")
     ev.add_argument("--num-waits", type=_int_list, default=[0], help="comma-separated Wait extensions, e.g. 0,1,2,4")
     ev.add_argument("--samples", type=_int_list, default=[1, 2, 4, 8], help="majority voting's k values")
     ev.add_argument("--max-tries", type=int, default=8, help="rejection sampling: draws per sample")
@@ -114,6 +140,16 @@ def add_eval_subcommands(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--sampling-temperature", type=float, default=1.0, help="rejection sampling and majority voting")
     ev.add_argument("--top-p", type=float, default=1.0)
     ev.add_argument("--max-answer", type=int, default=None, help="cap on answer tokens after thinking")
+    ev.add_argument("--max-new-tokens", type=_positive_int, default=None,
+                    help="generation allowance per question (s1: 32768); 'auto' caps are derived from it "
+                         "(default: left to the engine)")
+    ev.add_argument("--profile", choices=["hf-s1", "s1"], default="hf-s1",
+                    help="budget-forcing profile: hf-s1 (default) or s1 (the reference implementation's rules)")
+    ev.add_argument("--pass-at-1", type=_positive_int, default=None, metavar="N",
+                    help=f"also sample N generations per question for {', '.join(PASS_AT_1_METHODS)} and report "
+                         f"pass@1:N_samples (open-r1 / lighteval), besides the greedy runs")
+    ev.add_argument("--pass-at-1-temperature", type=float, default=0.6, help="sampling for --pass-at-1 (open-r1: 0.6)")
+    ev.add_argument("--pass-at-1-top-p", type=float, default=0.95, help="sampling for --pass-at-1 (open-r1: 0.95)")
     ev.add_argument("--thinking-ceiling", type=int, default=None,
                     help="safety cap for methods that do not cap thinking (must exceed every --max-thinking)")
     ev.add_argument("--extrapolation", action="append", default=None, help='string appended on extension (default "Wait")')
@@ -125,7 +161,11 @@ def add_eval_subcommands(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--no-report", action="store_true", help="skip writing summary.md / scaling.png at the end")
     ev.set_defaults(func=_eval)
 
-    rep = subparsers.add_parser("report", help="table (markdown) + scaling plot (PNG) of a sweep folder")
+    rep = subparsers.add_parser(
+        "report", help="Table 3 (Control, Scaling, Performance) + scaling plot of a sweep folder",
+        description="Print the paper's Table 3 columns per method, with their definitions, and every run; write "
+                    "summary.md, summary.json and scaling.png into the folder.",
+    )
     rep.add_argument("run_dir", help="folder written by `hf-s1 eval --out`")
     rep.set_defaults(func=_report)
 

@@ -24,6 +24,7 @@ class GenerationEngine(Protocol):
     """What a sweep needs from an engine.
 
     `generate` returns one `BudgetedGeneration` per prompt, in order; `seed` makes sampled runs repeatable.
+    A sweep passes `max_new_tokens` (the generation allowance per row) only when a run sets one.
     """
 
     name: str
@@ -66,7 +67,7 @@ class TransformersEngine:
         self.model, self.tokenizer = model, tokenizer
         self.batch_size, self.think_format, self.system_prompt = batch_size, think_format, system_prompt
 
-    def generate(self, prompts, budgets, *, do_sample, temperature, top_p, seed):
+    def generate(self, prompts, budgets, *, do_sample, temperature, top_p, seed, max_new_tokens=None):
         from transformers import set_seed
 
         from ..engines.transformers import generate_with_budget
@@ -75,7 +76,7 @@ class TransformersEngine:
         return generate_with_budget(
             self.model, self.tokenizer, list(prompts), list(budgets), think_format=self.think_format,
             system_prompt=self.system_prompt, batch_size=self.batch_size, do_sample=do_sample,
-            temperature=temperature, top_p=top_p,
+            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
         )
 
 
@@ -92,12 +93,12 @@ class VLLMEngine:
     def __init__(self, llm: Any, *, think_format: Any = None, system_prompt: str | None = None) -> None:
         self.llm, self.think_format, self.system_prompt = llm, think_format, system_prompt
 
-    def generate(self, prompts, budgets, *, do_sample, temperature, top_p, seed):
+    def generate(self, prompts, budgets, *, do_sample, temperature, top_p, seed, max_new_tokens=None):
         from ..engines.vllm import generate_with_budget
 
         return generate_with_budget(
             self.llm, list(prompts), list(budgets), think_format=self.think_format, system_prompt=self.system_prompt,
-            do_sample=do_sample, temperature=temperature, top_p=top_p, seed=seed,
+            do_sample=do_sample, temperature=temperature, top_p=top_p, seed=seed, max_new_tokens=max_new_tokens,
         )
 
 

@@ -8,13 +8,14 @@ lives here, only which budget, prompt and sampling each run uses.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..budget import ThinkingBudget
 from .errors import EvalError
 
-__all__ = ["METHODS", "RunSpec", "expand_runs", "TOKEN_CONDITIONAL_SUFFIX", "CLASS_CONDITIONAL_SUFFIXES"]
+__all__ = ["METHODS", "PASS_AT_1_METHODS", "RunSpec", "expand_runs", "pass_at_1_name", "TOKEN_CONDITIONAL_SUFFIX",
+           "CLASS_CONDITIONAL_SUFFIXES"]
 
 # Paper §3.2 / Table 3: token-conditional control appends this to the question.
 TOKEN_CONDITIONAL_SUFFIX = "\n\nThink for up to {n} tokens."
@@ -36,6 +37,24 @@ METHODS = (
     "majority-vote",
     "budget-forcing+majority-vote",
 )
+# The single-sample methods, which `pass_at_1=N` repeats with N sampled generations per question.
+PASS_AT_1_METHODS = ("budget-forcing", "token-conditional", "token-conditional+budget-forcing", "class-conditional")
+AUTO = "auto"  # a thinking cap the engine resolves per batch (s1: generation allowance minus prompt and margins)
+DEFAULT_PROFILE = "hf-s1"
+
+
+def pass_at_1_name(samples: int) -> str:
+    """The metric name of pass@1 estimated from `samples` generations per question, as lighteval writes it.
+
+    Examples:
+
+    ```python
+    >>> pass_at_1_name(4)
+    'pass@1:4_samples'
+
+    ```
+    """
+    return f"pass@1:{samples}_samples"
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,8 @@ class RunSpec:
         accept_max: rejection sampling's acceptance bound (`None`: every draw is accepted).
         a_min, a_max: the thinking bounds Control checks (`None`: open side; both `None`: no Control).
         vote_k: majority voting: report maj@k for these k.
+        max_new_tokens: the generation allowance per row (s1 uses 32768); `None` leaves it to the engine. An
+            `"auto"` thinking cap is resolved from it.
     """
 
     method: str
@@ -68,6 +89,7 @@ class RunSpec:
     a_min: int | None = None
     a_max: int | None = None
     vote_k: tuple[int, ...] = field(default=())
+    max_new_tokens: int | None = None
 
     @property
     def key(self) -> str:
@@ -77,6 +99,8 @@ class RunSpec:
         d = asdict(self)
         d["budget"] = self.budget.to_dict()
         d["vote_k"] = list(self.vote_k)
+        if d["max_new_tokens"] is None:  # run folders written before the field existed stay comparable
+            del d["max_new_tokens"]
         return d
 
     @classmethod
@@ -87,22 +111,27 @@ class RunSpec:
         return cls(**data)
 
 
-def _ints(name: str, values: Sequence[int | None], *, allow_none: bool = False) -> list[int | None]:
+def _ints(name: str, values: Sequence[int | str | None], *, allow_none: bool = False) -> list[Any]:
     out = list(values)
     for v in out:
-        if v is None and allow_none:
+        if allow_none and (v is None or v == AUTO):
             continue
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise EvalError(f"{name} must hold non-negative ints{' (or none)' if allow_none else ''}, got {v!r}.")
+            extra = " (or none / 'auto')" if allow_none else ""
+            raise EvalError(f"{name} must hold non-negative ints{extra}, got {v!r}.")
     if not out:
         raise EvalError(f"{name} is empty: give at least one value.")
     return out
 
 
+def _cap_text(cap: int | str | None) -> str:
+    return "none" if cap is None else str(cap)
+
+
 def expand_runs(
     methods: Sequence[str],
     *,
-    max_thinking: Sequence[int | None] = (None,),
+    max_thinking: Sequence[int | str | None] = (None,),
     num_waits: Sequence[int] = (0,),
     samples: Sequence[int] = (1, 2, 4, 8),
     max_tries: int = 8,
@@ -112,13 +141,20 @@ def expand_runs(
     max_answer_tokens: int | None = None,
     thinking_ceiling: int | None = None,
     extrapolation: str | Sequence[str] = "Wait",
+    profile: str = DEFAULT_PROFILE,
+    max_new_tokens: int | None = None,
+    pass_at_1: int | None = None,
+    pass_at_1_temperature: float = 0.6,
+    pass_at_1_top_p: float = 0.95,
 ) -> list[RunSpec]:
     """The runs of a sweep: every method crossed with its settings.
 
     Args:
         methods: names from `METHODS`.
         max_thinking: thinking caps N (budget forcing's cut, the N of "Think for up to N tokens.", rejection
-            sampling's bound). `None` in the list means no cap.
+            sampling's bound). `None` in the list means no cap; `"auto"` (budget forcing) lets the engine set
+            the cap per batch from the generation allowance (s1's `max_tokens_thinking="auto"`). Methods that
+            need a number of tokens (token-conditional, rejection sampling) skip `None` and `"auto"`.
         num_waits: budget forcing's extensions: how many ends of thinking become "Wait".
         samples: majority voting's k values; `max(samples)` generations are drawn per question.
         max_tries: rejection sampling's bound on draws per sample.
@@ -129,6 +165,13 @@ def expand_runs(
         thinking_ceiling: safety cap for methods that do not cap thinking themselves (token- and
             class-conditional, majority voting); it must lie above every N so that it does not decide Control.
         extrapolation: the string(s) budget forcing appends.
+        profile: the `ThinkingBudget` profile: `"hf-s1"` (default) or `"s1"` (the reference implementation's
+            rules). A run with a non-default profile carries it in its label (`...,profile=s1`).
+        max_new_tokens: the generation allowance per row (`None`: the engine's default); s1 uses 32768.
+        pass_at_1: also run every single-sample method (`PASS_AT_1_METHODS`) with this many sampled generations
+            per question and report pass@1 over them (lighteval's `pass@1:N_samples`, as open-r1 reports it):
+            the mean over questions of the share of correct samples. Labels end in `,pass@1:N_samples`.
+        pass_at_1_temperature, pass_at_1_top_p: the sampling of those runs (open-r1's 0.6 and 0.95).
 
     Examples:
 
@@ -138,6 +181,8 @@ def expand_runs(
     ['budget-forcing/max=64,waits=0', 'budget-forcing/max=64,waits=1', 'budget-forcing/max=128,waits=0', 'budget-forcing/max=128,waits=1', 'token-conditional/N=64', 'token-conditional/N=128']
     >>> runs[-1].prompt_suffix, runs[-1].a_max
     ('\\n\\nThink for up to 128 tokens.', 128)
+    >>> [r.label for r in expand_runs(["budget-forcing"], max_thinking=["auto"], num_waits=[1], pass_at_1=4)]
+    ['max=auto,waits=1', 'max=auto,waits=1,pass@1:4_samples']
 
     ```
     """
@@ -153,19 +198,31 @@ def expand_runs(
         raise EvalError(f"max_tries must be a positive int, got {max_tries!r}.")
     if temperature < 0 or sampling_temperature <= 0:
         raise EvalError("temperature must be >= 0 (0 = greedy) and sampling_temperature > 0.")
-    numeric = [c for c in caps if c is not None]
+    if pass_at_1 is not None and (isinstance(pass_at_1, bool) or not isinstance(pass_at_1, int) or pass_at_1 < 1):
+        raise EvalError(f"pass_at_1 must be a positive int (samples per question), got {pass_at_1!r}.")
+    if pass_at_1 and not pass_at_1_temperature > 0:
+        raise EvalError("pass@1 over samples needs sampling: pass_at_1_temperature must be > 0 (open-r1 uses 0.6).")
+    if max_new_tokens is not None and (isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int)
+                                       or max_new_tokens < 1):
+        raise EvalError(f"max_new_tokens must be a positive int (or None for the engine's default), got {max_new_tokens!r}.")
+    numeric = [c for c in caps if isinstance(c, int)]
     if thinking_ceiling is not None and numeric and thinking_ceiling <= max(numeric):
         raise EvalError(
             f"thinking_ceiling ({thinking_ceiling}) must be above every max_thinking ({max(numeric)}): it is a safety "
             f"net for uncapped methods, not a budget."
         )
 
-    def budget(cap: int | None, n_waits: int = 0) -> ThinkingBudget:
+    def budget(cap: int | str | None, n_waits: int = 0) -> ThinkingBudget:
+        kwargs = {} if profile == DEFAULT_PROFILE else {"profile": profile}
         return ThinkingBudget(max_thinking_tokens=cap, num_waits=n_waits, extrapolation=extrapolation,
-                              max_answer_tokens=max_answer_tokens)
+                              max_answer_tokens=max_answer_tokens, **kwargs)
 
-    greedy = dict(do_sample=temperature > 0, temperature=temperature if temperature > 0 else 1.0, top_p=top_p)
-    sampled = dict(do_sample=True, temperature=sampling_temperature, top_p=top_p)
+    def setting(*parts: str) -> str:
+        return ",".join(parts + (() if profile == DEFAULT_PROFILE else (f"profile={profile}",)))
+
+    greedy = dict(do_sample=temperature > 0, temperature=temperature if temperature > 0 else 1.0, top_p=top_p,
+                  max_new_tokens=max_new_tokens)
+    sampled = dict(do_sample=True, temperature=sampling_temperature, top_p=top_p, max_new_tokens=max_new_tokens)
 
     def need_caps(method: str) -> list[int]:
         if not numeric:
@@ -177,27 +234,36 @@ def expand_runs(
         if method == "budget-forcing":
             for cap in caps:
                 for w in waits:
-                    label = f"max={'none' if cap is None else cap},waits={w}"
-                    runs.append(RunSpec(method, label, budget(cap, w), a_max=cap, **greedy))
+                    runs.append(RunSpec(method, setting(f"max={_cap_text(cap)}", f"waits={w}"), budget(cap, w),
+                                        a_max=cap if isinstance(cap, int) else None, **greedy))
         elif method == "token-conditional":
             for n in need_caps(method):
-                runs.append(RunSpec(method, f"N={n}", budget(thinking_ceiling),
+                runs.append(RunSpec(method, setting(f"N={n}"), budget(thinking_ceiling),
                                     TOKEN_CONDITIONAL_SUFFIX.format(n=n), a_max=n, **greedy))
         elif method == "token-conditional+budget-forcing":
             for n in need_caps(method):
-                runs.append(RunSpec(method, f"N={n}", budget(n), TOKEN_CONDITIONAL_SUFFIX.format(n=n), a_max=n, **greedy))
+                runs.append(RunSpec(method, setting(f"N={n}"), budget(n), TOKEN_CONDITIONAL_SUFFIX.format(n=n),
+                                    a_max=n, **greedy))
         elif method == "class-conditional":
             for name, suffix in CLASS_CONDITIONAL_SUFFIXES.items():
-                runs.append(RunSpec(method, name, budget(thinking_ceiling), suffix, **greedy))
+                runs.append(RunSpec(method, setting(name), budget(thinking_ceiling), suffix, **greedy))
         elif method == "rejection-sampling":
             for n in need_caps(method):
                 # A draw past N is rejected whatever it does next, so it is cut at N + 1 instead of finished.
-                runs.append(RunSpec(method, f"N={n}", budget(n + 1), max_tries=max_tries, accept_max=n, a_max=n, **sampled))
+                runs.append(RunSpec(method, setting(f"N={n}"), budget(n + 1), max_tries=max_tries, accept_max=n,
+                                    a_max=n, **sampled))
         elif method == "majority-vote":
-            runs.append(RunSpec(method, f"k={ks[-1]}", budget(thinking_ceiling), samples=ks[-1], vote_k=tuple(ks), **sampled))
+            runs.append(RunSpec(method, setting(f"k={ks[-1]}"), budget(thinking_ceiling), samples=ks[-1],
+                                vote_k=tuple(ks), **sampled))
         elif method == "budget-forcing+majority-vote":
             for cap in caps:
                 for w in waits:
-                    label = f"max={'none' if cap is None else cap},waits={w},k={ks[-1]}"
-                    runs.append(RunSpec(method, label, budget(cap, w), samples=ks[-1], vote_k=tuple(ks), a_max=cap, **sampled))
+                    runs.append(RunSpec(method, setting(f"max={_cap_text(cap)}", f"waits={w}", f"k={ks[-1]}"),
+                                        budget(cap, w), samples=ks[-1], vote_k=tuple(ks),
+                                        a_max=cap if isinstance(cap, int) else None, **sampled))
+    if pass_at_1:
+        # Each greedy single-sample run again, sampled N times per question: pass@1 as open-r1 / lighteval report it.
+        runs += [replace(r, label=f"{r.label},{pass_at_1_name(pass_at_1)}", do_sample=True,
+                         temperature=pass_at_1_temperature, top_p=pass_at_1_top_p, samples=pass_at_1)
+                 for r in list(runs) if r.method in PASS_AT_1_METHODS]
     return runs

@@ -97,6 +97,20 @@ def _jobs(run: RunSpec, questions: Sequence[Question], batch_size: int) -> Itera
         yield index, jobs[start : start + batch_size]
 
 
+def _budget_record(run: RunSpec, g: BudgetedGeneration) -> dict[str, Any]:
+    """The budget fields a sample keeps: the cap as asked, the cap the engine applied when it resolved `"auto"`,
+    and a profile other than the default."""
+    asked = run.budget.max_thinking_tokens
+    out: dict[str, Any] = {"max_thinking_tokens": asked, "num_waits": run.budget.num_waits}
+    applied = getattr(getattr(g, "budget", None), "max_thinking_tokens", None)
+    if isinstance(asked, str) and isinstance(applied, int) and not isinstance(applied, bool):
+        out["applied_max_thinking_tokens"] = applied
+    profile = getattr(run.budget, "profile", "hf-s1")
+    if profile != "hf-s1":
+        out["profile"] = profile
+    return out
+
+
 def _record(run: RunSpec, q: Question, sample: int, g: BudgetedGeneration, tries: int, accepted: bool,
             seed: int | None, grading_timeout: float | None, save_text: bool) -> dict[str, Any]:
     result = grade(g.answer, q.answer, q.kind, timeout=grading_timeout)
@@ -105,7 +119,7 @@ def _record(run: RunSpec, q: Question, sample: int, g: BudgetedGeneration, tries
         "method": run.method,
         "run": run.label,
         "sample": sample,
-        "budget": {"max_thinking_tokens": run.budget.max_thinking_tokens, "num_waits": run.budget.num_waits},
+        "budget": _budget_record(run, g),
         "a_min": run.a_min,
         "a_max": run.a_max,
         "seed": seed,
@@ -136,8 +150,10 @@ def _generate_chunk(engine: GenerationEngine, run: RunSpec, chunk: list[tuple[Qu
     pending = list(range(len(chunk)))
     for attempt in range(run.max_tries):
         draw_seed = _seed(seed, run.key, chunk_index, attempt) if run.do_sample else None
+        # The allowance goes to the engine only when the run sets one: engines written before it keep working.
+        allowance = {} if run.max_new_tokens is None else {"max_new_tokens": run.max_new_tokens}
         gens = engine.generate([prompts[i] for i in pending], [run.budget] * len(pending), do_sample=run.do_sample,
-                               temperature=run.temperature, top_p=run.top_p, seed=draw_seed or 0)
+                               temperature=run.temperature, top_p=run.top_p, seed=draw_seed or 0, **allowance)
         if len(gens) != len(pending):
             raise EvalError(f"engine {engine.name!r} returned {len(gens)} generations for {len(pending)} prompts.")
         still = []
@@ -159,6 +175,7 @@ def _manifest(benchmark: Benchmark, runs: Sequence[RunSpec], engine: GenerationE
         "source": benchmark.source,
         "kind": benchmark.kind,
         "question_ids": [q.id for q in benchmark.questions],
+        "benchmark_size": getattr(benchmark, "full_size", len(benchmark.questions)),
         "model": model,
         "engine": engine.name,
         "seed": seed,
@@ -180,7 +197,8 @@ def _merge_manifest(path: Path, new: dict[str, Any]) -> dict[str, Any]:
     runs = {r["method"] + "/" + r["label"]: r for r in old["runs"]}
     for r in new["runs"]:
         key = r["method"] + "/" + r["label"]
-        if key in runs and runs[key] != r:
+        # Compared as RunSpecs: fields added since the folder was written take their defaults on both sides.
+        if key in runs and RunSpec.from_dict(runs[key]) != RunSpec.from_dict(r):
             raise EvalError(f"{path.parent} already has run {key} with other settings; pass another --out folder.")
         runs.setdefault(key, r)
     merged = dict(new)
