@@ -88,9 +88,9 @@ def test_summary_reproduces_table3_shape(tmp_path):
     point = next(p for p in summary.points if p.run == "N=100")
     assert (point.thinking, point.control) == (150.0, 50.0)  # per-sample control: q2 within, q1 over
     md = render_markdown(summary)
-    assert "| budget-forcing | 2 | 100 % | 500.00 | 100.0 |" in md
-    assert "| token-conditional | 2 | 50 % | -2500.00 | 100.0 |" in md
-    assert "| class-conditional | 1 | n/a | n/a | 50.0 |" in md
+    assert "| budget-forcing | accuracy | 2 | 100 % | 500.00 | 100.0 |" in md
+    assert "| token-conditional | accuracy | 2 | 50 % | -2500.00 | 100.0 |" in md
+    assert "| class-conditional | accuracy | 1 | n/a | n/a | 50.0 |" in md
 
 
 def test_majority_vote_points(tmp_path):
@@ -108,3 +108,31 @@ def test_majority_vote_points(tmp_path):
     assert points[1].thinking == 25.0  # (10 + 40) / 2
     assert points[3].thinking == 105.0  # (60 + 150) / 2: compute summed over the votes
     assert points[3].pass_at_1 == pytest.approx(50.0)
+    assert (points[1].metric, points[3].metric, points[3].run) == ("maj@1", "maj@3", "maj@3")
+    (method,) = summarize(_sweep_folder(tmp_path, [run], recs)).methods
+    assert (method.metric, method.runs, method.performance) == ("maj@k", 2, 100.0)
+
+
+def test_pass_at_1_over_samples_is_the_mean_share_per_question(tmp_path):
+    """pass@1:N_samples (lighteval's PassAtK(k=1, n=N)): the mean over questions of c_i / n, reported per
+    setting and summarized apart from the greedy run of the same setting."""
+    greedy = {"method": "budget-forcing", "label": "max=100,waits=1", "a_min": None, "a_max": 100, "vote_k": []}
+    sampled = dict(greedy, label="max=100,waits=1,pass@1:4_samples", samples=4, do_sample=True, temperature=0.6)
+    recs = [_rec("budget-forcing", greedy["label"], "q1", 90, True), _rec("budget-forcing", greedy["label"], "q2", 90, False)]
+    # q1: 3 of 4 correct, q2: 0 of 4; thinking per sample 10..80
+    for q, flags in (("q1", [True, True, False, True]), ("q2", [False] * 4)):
+        recs += [_rec("budget-forcing", sampled["label"], q, 10 * (i + 1) + (40 if q == "q2" else 0), c, sample=i)
+                 for i, c in enumerate(flags)]
+    summary = summarize(_sweep_folder(tmp_path, [greedy, sampled], recs))
+    points = {p.run: p for p in summary.points}
+    s = points["max=100,waits=1,pass@1:4_samples"]
+    assert s.metric == "pass@1:4_samples" and s.samples == 4 and s.temperature == 0.6
+    assert s.accuracy == pytest.approx(100 * (3 / 4 + 0) / 2) == s.pass_at_1
+    assert s.thinking == pytest.approx(sum(10 * (i + 1) for i in range(4)) / 4 + 20)  # per sample, not summed
+    assert points["max=100,waits=1"].metric == "accuracy" and points["max=100,waits=1"].temperature is None
+    rows = {(m.method, m.metric): m for m in summary.methods}
+    assert set(rows) == {("budget-forcing", "accuracy"), ("budget-forcing", "pass@1:4_samples")}
+    assert rows["budget-forcing", "pass@1:4_samples"].performance == pytest.approx(37.5)
+    md = render_markdown(summary)
+    assert "| budget-forcing | pass@1:4_samples | 1 | 100 % | n/a | 37.5 |" in md
+    assert "| budget-forcing | max=100,waits=1,pass@1:4_samples | pass@1:4_samples | 2 | 37.5 |" in md

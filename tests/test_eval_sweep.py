@@ -91,9 +91,10 @@ def test_report_writes_table_and_readable_plot(full_sweep):
     out, _ = full_sweep
     paths = write_report(out)
     table = paths["markdown"].read_text()
-    assert "| budget-forcing | 4 | 100 % |" in table and "max=16,waits=1" in table
+    assert "| budget-forcing | accuracy | 4 | 100 % |" in table and "max=16,waits=1" in table
+    assert "5 questions" in table and "partial" not in table  # the whole local benchmark (5 rows, no --limit)
     image = mpimg.imread(paths["plot"])
-    assert image.shape[0] >= 400 and image.shape[1] >= 600  # 6.4 x 4.4 in at 150 dpi
+    assert image.shape[0] >= 600 and image.shape[1] >= 1000  # 8.4 x 4.8 in at 150 dpi
     assert image[..., :3].std() > 0.05  # not a blank canvas: axes, lines and labels are drawn
     data = json.loads(paths["json"].read_text())
     assert {p["run"] for p in data["points"]} == {f"max={c},waits={w}" for c in CAPS for w in WAITS}
@@ -161,7 +162,8 @@ def test_command_line_eval_and_report(tmp_path, default_model_dir, capsys):
     assert code == 0 and len(read_samples(out)) == 6
     assert eval_main(["report", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| budget-forcing | 1 | 100 % |" in printed and (out / "scaling.png").stat().st_size > 10_000
+    assert "| budget-forcing | accuracy | 1 | 100 % |" in printed and (out / "scaling.png").stat().st_size > 10_000
+    assert "3 of 5 questions (partial run)" in printed and "**Control**:" in printed  # --limit 3 of 5
     tc = [r for r in read_samples(out) if r["method"] == "token-conditional"]
     assert all(r["budget"]["max_thinking_tokens"] == 12 and r["a_max"] == 6 for r in tc)
     # Bad input: a typed error and exit code 2, not a traceback.

@@ -6,7 +6,7 @@ from hf_s1.eval import expand_runs, load_benchmark, load_engine, run_sweep, writ
 bench = load_benchmark("math500", data="math500/test.jsonl", limit=50)       # or from the Hub without data=
 runs = expand_runs(["budget-forcing"], max_thinking=[512, 1024, 2048], num_waits=[0, 1])
 run_sweep(load_engine("vllm", "simplescaling/s1.1-32B"), bench, runs, "runs/math500")
-write_report("runs/math500")                                                  # summary.md + scaling.png
+write_report("runs/math500")                                    # summary.md (Table 3 columns) + scaling.png
 ```
 """
 
@@ -14,9 +14,10 @@ from .benchmarks import BENCHMARKS, Benchmark, BenchmarkSpec, Question, load_ben
 from .engines import ENGINES, GenerationEngine, TransformersEngine, VLLMEngine, load_engine
 from .errors import EvalError
 from .grading import Grade, extract_boxed, extract_choice, extract_math_answer, grade, grade_choice, grade_math
-from .methods import METHODS, RunSpec, expand_runs
+from .methods import METHODS, PASS_AT_1_METHODS, RunSpec, expand_runs, pass_at_1_name
 from .metrics import control, majority_vote, pass_at_k, performance, scaling
-from .report import MethodSummary, RunPoint, Summary, plot_scaling, render_markdown, summarize, write_report
+from .plot import plot_scaling, scaling_figure
+from .report import METRIC_DEFINITIONS, MethodSummary, RunPoint, Summary, render_markdown, summarize, write_report
 from .sweep import read_manifest, read_samples, run_sweep
 
 __all__ = [
@@ -24,8 +25,9 @@ __all__ = [
     "ENGINES", "GenerationEngine", "TransformersEngine", "VLLMEngine", "load_engine",
     "EvalError",
     "Grade", "extract_boxed", "extract_choice", "extract_math_answer", "grade", "grade_choice", "grade_math",
-    "METHODS", "RunSpec", "expand_runs",
+    "METHODS", "PASS_AT_1_METHODS", "RunSpec", "expand_runs", "pass_at_1_name",
     "control", "majority_vote", "pass_at_k", "performance", "scaling",
-    "MethodSummary", "RunPoint", "Summary", "plot_scaling", "render_markdown", "summarize", "write_report",
+    "plot_scaling", "scaling_figure",
+    "METRIC_DEFINITIONS", "MethodSummary", "RunPoint", "Summary", "render_markdown", "summarize", "write_report",
     "read_manifest", "read_samples", "run_sweep",
 ]
