@@ -18,7 +18,7 @@ from hf_s1.hub import (
     push_dataset,
     push_model,
 )
-from hf_s1.hub.cards import KNOWN_BENCHMARKS
+from hf_s1.hub.cards import KNOWN_BENCHMARKS, eval_results_files, render_model_card
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hub"
 REPO_ROOT = Path(__file__).parent.parent
@@ -100,12 +100,17 @@ def test_card_loads_back_with_model_card(model_folder):
                             ("HuggingFaceH4/MATH-500", "max_thinking_tokens=128,num_waits=1")}
     r64 = results["HuggingFaceH4/MATH-500", "max_thinking_tokens=64"]
     assert (r64.metric_type, r64.metric_value, r64.dataset_split) == ("accuracy", 50.0, "test")
-    assert r64.metric_name == "accuracy (max 64 thinking tokens)"
+    # The fixture sweep asked 4 of MATH-500's 500 questions: every place that names the benchmark says so.
+    assert r64.metric_name == "accuracy (max 64 thinking tokens; partial run: 4 of 500 questions)"
+    assert r64.dataset_name == "MATH-500 (partial: 4 of 500 questions)"
     assert results["HuggingFaceH4/MATH-500", "max_thinking_tokens=128,num_waits=1"].metric_value == 75.0
     text = card.text
     assert '"max_thinking_tokens": 512' in text and "max 512 thinking tokens, 1 Wait extension (format s1)" in text
     assert 'pull_model("me/s1-smollm2")' in text and 'custom_generate="me/s1-smollm2"' in text
-    assert "| MATH-500 | accuracy | 75 | max 128 thinking tokens, 1 Wait extension | 119 |" in text
+    assert ("| MATH-500 (partial: 4 of 500 questions) | accuracy | 75 | max 128 thinking tokens, 1 Wait extension | "
+            "119 | 4 of 500 |") in text
+    assert "| MATH-500 | accuracy" not in text
+    assert "**Partial runs**" in text and "MATH-500: 4 of 500 questions" in text
     assert card.content == plan.card.content
 
 
@@ -115,7 +120,7 @@ def test_eval_results_yaml_entries_carry_the_budget(model_folder):
     assert [(e.dataset_id, e.task_id, e.value) for e in entries] == [
         ("HuggingFaceH4/MATH-500", "default", 50.0), ("HuggingFaceH4/MATH-500", "default", 75.0)]
     assert entries[0].notes == ("hf-s1 budget forcing: max 64 thinking tokens; 60 thinking tokens on average; "
-                                "4 samples")
+                                "partial run: 4 of 500 questions")
     assert "max 128 thinking tokens, 1 Wait extension" in entries[1].notes
 
 
@@ -130,7 +135,8 @@ def test_load_eval_results_sources():
     assert [(r.benchmark, r.dataset_id, r.value) for r in summary] == [
         ("aime24", "simplescaling/aime24_nofigures", 40.0), ("my_quiz", "me/quiz", 12.5)]
     assert summary[0].notes() == ("hf-s1 budget forcing: max 2048 thinking tokens; 1800 thinking tokens on average; "
-                                  "30 samples")
+                                  "30 questions")  # all of AIME24's 30: not partial
+    assert not summary[0].partial and summary[0].benchmark_size == 30
     # A whole results tree: both.
     assert len(load_eval_results(FIXTURES / "eval")) == 4
     # Records and mappings pass through.
@@ -249,3 +255,60 @@ def test_dataset_plan_and_card(tmp_path):
 def test_root_template_is_the_shipped_one():
     shipped = (REPO_ROOT / "src" / "hf_s1" / "hub" / "templates" / "model_card.md").read_text()
     assert (REPO_ROOT / "model_card.md").read_text() == shipped
+
+
+def _eval_folder(folder, benchmark, questions, runs, records):
+    """A folder as `hf-s1 eval` writes it (`sweep.json` + `samples.jsonl`)."""
+    folder.mkdir(parents=True)
+    manifest = {"benchmark": benchmark, "model": "m", "engine": "transformers", "question_ids": questions, "runs": runs}
+    (folder / "sweep.json").write_text(json.dumps(manifest))
+    (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+def test_cards_show_what_the_eval_report_computes(tmp_path):
+    """One owner: a sweep folder's card figures are `hf_s1.eval.summarize`'s points (maj@k, pass@1:N_samples),
+    not a second aggregation of the sample rows."""
+    from hf_s1.eval import summarize
+
+    ids = [f"q{i}" for i in range(30)]  # all of AIME24
+    vote = {"method": "majority-vote", "label": "k=3", "a_min": None, "a_max": None, "vote_k": [1, 3], "samples": 3,
+            "do_sample": True, "temperature": 1.0, "budget": {"max_thinking_tokens": 256}}
+    records = []
+    for i, q in enumerate(ids):  # sample 0 wrong, samples 1 and 2 agree on the right answer for even questions
+        for s, (key, ok) in enumerate([("9", False), ("5", i % 2 == 0), ("5", i % 2 == 0)]):
+            records.append({"id": q, "method": "majority-vote", "run": "k=3", "sample": s, "thinking_tokens": 100,
+                            "correct": ok, "waits": 0, "capped": False, "vote_key": key if ok or s == 0 else str(s)})
+    run = _eval_folder(tmp_path / "aime24", "aime24", ids, [vote], records)
+    cards = {r.metric: r for r in load_eval_results(run)}
+    points = {p.metric: p for p in summarize(run).points}
+    assert set(cards) == {"maj@1", "maj@3"}
+    for metric, record in cards.items():
+        assert record.value == round(points[metric].accuracy, 1) and record.num_samples == 30
+        assert not record.partial and record.benchmark_size == 30
+    assert (cards["maj@1"].value, cards["maj@3"].value) == (0.0, 50.0)  # a row average would say 33.3
+    assert cards["maj@3"].thinking_tokens == 300.0  # thinking spent over the 3 votes, as the report plots it
+    assert cards["maj@3"].notes() == ("hf-s1 majority vote: max 256 thinking tokens; maj@3; 300 thinking tokens on "
+                                      "average; 30 questions")
+    card = render_model_card("me/m", eval_results=list(cards.values()))
+    assert "| AIME 2024 | maj@3 | 50 | max 256 thinking tokens | 300 | 30 |" in card.text
+    assert "Partial runs" not in card.text and "partial" not in card.data.to_dict()["model-index"][0].__repr__()
+
+
+def test_a_limit_run_is_not_called_the_benchmark_score(tmp_path):
+    run = {"method": "budget-forcing", "label": "max=auto,waits=1,profile=s1", "a_min": None, "a_max": None,
+           "vote_k": [], "budget": {"max_thinking_tokens": "auto", "num_waits": 1, "profile": "s1"}}
+    records = [{"id": f"q{i}", "method": "budget-forcing", "run": run["label"], "sample": 0, "thinking_tokens": 40,
+                "correct": i < 3, "waits": 1, "capped": True} for i in range(4)]
+    folder = _eval_folder(tmp_path / "math500", "math500", [f"q{i}" for i in range(4)], [run], records)
+    (record,) = load_eval_results(folder)
+    assert record.partial and record.coverage() == "partial run: 4 of 500 questions"
+    assert record.budget_text() == "auto thinking cap (allowance minus prompt), 1 Wait extension, s1 profile"
+    result = record.to_eval_result()
+    assert result.dataset_name == "MATH-500 (partial: 4 of 500 questions)" and result.dataset_type == "HuggingFaceH4/MATH-500"
+    assert result.metric_name.endswith("; partial run: 4 of 500 questions)")
+    card = render_model_card("me/m", eval_results=[record])
+    assert "| MATH-500 (partial: 4 of 500 questions) | accuracy | 75 |" in card.text and "| 4 of 500 |" in card.text
+    assert "**Partial runs**" in card.text
+    entries = parse_eval_result_entries(yaml.safe_load(eval_results_files([record])[".eval_results/math500.yaml"]))
+    assert entries[0].notes.endswith("partial run: 4 of 500 questions")

@@ -63,6 +63,9 @@ class EvalRecord:
         method: how the budget was applied, e.g. `"budget-forcing"`.
         thinking_tokens: average thinking tokens of the run.
         num_samples: how many questions the value averages.
+        benchmark_size: how many questions the full benchmark has (known benchmarks: filled in). A result over
+            fewer (`num_samples < benchmark_size`, e.g. an `--limit 4` run) is `partial`, and says so in the
+            card's table, the `model-index` names and the `.eval_results` notes.
         dataset_id, dataset_name, split, task_id: the benchmark's Hub dataset; filled in for known benchmarks,
             required for others.
         date: ISO-8601 date of the run.
@@ -77,6 +80,8 @@ class EvalRecord:
     ('HuggingFaceH4/MATH-500', 'test')
     >>> r.notes()
     'hf-s1 budget forcing: max 4096 thinking tokens, 2 Wait extensions'
+    >>> EvalRecord("math500", 50.0, num_samples=4).notes()
+    'hf-s1 no budget forcing; partial run: 4 of 500 questions'
 
     ```
     """
@@ -88,6 +93,7 @@ class EvalRecord:
     method: Union[str, None] = None
     thinking_tokens: Union[float, None] = None
     num_samples: Union[int, None] = None
+    benchmark_size: Union[int, None] = None
     dataset_id: Union[str, None] = None
     dataset_name: Union[str, None] = None
     split: Union[str, None] = None
@@ -114,19 +120,42 @@ class EvalRecord:
                               ("task_id", known.task_id if known else "default")):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
+        if self.benchmark_size is None and known is not None:
+            object.__setattr__(self, "benchmark_size", _benchmark_size(self.benchmark.lower()))
+
+    @property
+    def partial(self) -> bool:
+        """Whether the value averages fewer questions than the benchmark has."""
+        return self.num_samples is not None and self.benchmark_size is not None and self.num_samples < self.benchmark_size
+
+    def coverage(self) -> str:
+        """`"partial run: 4 of 500 questions"`, `"500 questions"`, or `""` when the count is unknown."""
+        if self.num_samples is None:
+            return ""
+        if self.partial:
+            return f"partial run: {self.num_samples} of {self.benchmark_size} questions"
+        return f"{self.num_samples} questions"
+
+    def display_name(self) -> str:
+        """The benchmark's name, qualified for a partial run: `"MATH-500 (partial: 4 of 500 questions)"`."""
+        if self.partial:
+            return f"{self.dataset_name} (partial: {self.num_samples} of {self.benchmark_size} questions)"
+        return str(self.dataset_name)
 
     def budget_text(self) -> str:
         """The budget in words (`"no budget forcing"` when none)."""
-        return "no budget forcing" if self.budget is None else describe_budget(self.budget)
+        return "no budget forcing" if self.budget is None else _budget_words(self.budget)
 
     def notes(self) -> str:
         """The setting, for the `notes` of an `.eval_results` entry."""
         method = self.method or ("budget forcing" if self.budget is not None else "no budget forcing")
-        text = f"hf-s1 {method.replace('-', ' ')}" + (f": {describe_budget(self.budget)}" if self.budget else "")
+        text = f"hf-s1 {method.replace('-', ' ')}" + (f": {_budget_words(self.budget)}" if self.budget else "")
+        if self.metric != "accuracy":
+            text += f"; {self.metric}"
         if self.thinking_tokens is not None:
             text += f"; {self.thinking_tokens:.0f} thinking tokens on average"
         if self.num_samples is not None:
-            text += f"; {self.num_samples} samples"
+            text += f"; {self.coverage()}"
         return text
 
     def to_eval_result(self) -> EvalResult:
@@ -138,12 +167,12 @@ class EvalRecord:
             task_type="text-generation",
             task_name="Reasoning",
             dataset_type=self.dataset_id,
-            dataset_name=self.dataset_name,
+            dataset_name=self.display_name(),
             dataset_config=None if self.task_id == "default" else self.task_id,
             dataset_split=self.split,
             metric_type=self.metric,
             metric_value=self.value,
-            metric_name=f"{self.metric} ({self.budget_text()})",
+            metric_name=f"{self.metric} ({self.budget_text()}" + (f"; {self.coverage()})" if self.partial else ")"),
             metric_config=config,
         )
 
@@ -151,6 +180,21 @@ class EvalRecord:
         """The `.eval_results/*.yaml` form; the budget is in the notes."""
         return EvalResultEntry(dataset_id=self.dataset_id, task_id=self.task_id, value=self.value, date=self.date,
                                notes=self.notes())
+
+
+def _benchmark_size(name: str) -> int | None:
+    # The evaluation module owns the benchmarks' sizes (the questions a complete run asks).
+    from ..eval.benchmarks import BENCHMARKS
+
+    spec = BENCHMARKS.get(name)
+    return spec.size if spec is not None else None
+
+
+def _budget_words(budget: ThinkingBudget) -> str:
+    """`describe_budget`, with an `"auto"` cap and a non-default profile said in words."""
+    text = describe_budget(budget).replace("max auto thinking tokens", "auto thinking cap (allowance minus prompt)")
+    profile = getattr(budget, "profile", "hf-s1")
+    return text + (f", {profile} profile" if profile != "hf-s1" else "")
 
 
 def _compact_budget(budget: ThinkingBudget) -> dict[str, Any]:
@@ -185,7 +229,9 @@ def load_eval_results(source: EvalSource | None) -> list[EvalRecord]:
             (recursively). Rows are either summaries (`benchmark`, `value`, optional `metric`, `budget`,
             `method`, `thinking_tokens`, `num_samples`, `dataset_id`, ...) or per-sample rows with a boolean
             `correct`, aggregated into accuracy in percent per (benchmark, method, run, budget). A folder written
-            by `hf-s1 eval` (`sweep.json` + `samples.jsonl`) is read as such. A missing
+            by `hf-s1 eval` (`sweep.json` + `samples.jsonl`) is read by `hf_s1.eval.summarize`: one record per
+            run point, with the accuracy, metric (`accuracy`, `pass@1:N_samples`, `maj@k`), thinking tokens and
+            question count `hf-s1 report` shows. A missing
             `benchmark` is taken from the folder name when it names a known benchmark (e.g. `runs/math500`).
 
     Examples:
@@ -202,7 +248,14 @@ def load_eval_results(source: EvalSource | None) -> list[EvalRecord]:
     if source is None:
         return []
     if isinstance(source, (str, os.PathLike)):
-        return _records_from_rows(_read_rows(Path(source)), Path(source))
+        path = Path(source)
+        sweeps = _sweep_folders(path)
+        rows = _read_rows(path, sweeps)
+        records = [r for run in sweeps for r in _records_from_sweep(run)]
+        if not rows and not records:
+            raise HubInputError(f"no evaluation rows under {str(path)!r}: pass a sweep folder (sweep.json + "
+                                f"samples.jsonl) or *.json / *.jsonl result files.")
+        return records + _records_from_rows(rows, path)
     if isinstance(source, (EvalRecord, Mapping)):
         source = [source]
     items = list(source)
@@ -214,16 +267,47 @@ def load_eval_results(source: EvalSource | None) -> list[EvalRecord]:
     return records + _records_from_rows([(None, r) for r in rows], None)
 
 
-# The layout `hf-s1 eval` writes: `sweep.json` (manifest, names the benchmark) + `samples.jsonl` (one row per
-# sample); its `summary.*` files are derived from them and are not read again.
-_SWEEP_MANIFEST, _SWEEP_SAMPLES = "sweep.json", "samples.jsonl"
+def _sweep_folders(path: Path) -> list[Path]:
+    """The `hf-s1 eval` run folders under `path` (or `path` itself)."""
+    from ..eval.sweep import MANIFEST_FILE
+
+    if not path.is_dir():
+        return []
+    return sorted(m.parent for m in path.rglob(MANIFEST_FILE))
+
+
+def _records_from_sweep(run: Path) -> list[EvalRecord]:
+    """One record per point of `hf_s1.eval.summarize(run)`: the evaluation module reads its own folders and
+    computes the figures; the card shows what `hf-s1 report` shows."""
+    from ..eval import EvalError, summarize
+    from ..eval.sweep import SAMPLES_FILE
+
+    if not (run / SAMPLES_FILE).is_file():
+        return []
+    try:
+        summary = summarize(run)
+    except (EvalError, json.JSONDecodeError, KeyError) as exc:
+        raise HubInputError(f"cannot read the evaluation sweep in {run}: {exc}") from None
+    return [
+        EvalRecord(
+            benchmark=summary.benchmark,
+            value=round(p.accuracy, 1),
+            metric=p.metric,
+            budget=_budget_of(p.budget, summary.benchmark),
+            method=p.method,
+            thinking_tokens=round(p.thinking, 1),
+            num_samples=p.questions,
+            benchmark_size=summary.benchmark_size,
+        )
+        for p in summary.points
+    ]
 
 
 def _read_json_rows(f: Path) -> list[Mapping[str, Any]]:
     text = f.read_text(encoding="utf-8")
     try:
         if f.suffix == ".jsonl":
-            # A sweep killed mid-write may leave a torn last line; the finished rows stand.
+            # A file killed mid-write may leave a torn last line; the finished rows stand.
             lines = [line for line in text.splitlines() if line.strip()]
             data = []
             for i, line in enumerate(lines):
@@ -240,27 +324,15 @@ def _read_json_rows(f: Path) -> list[Mapping[str, Any]]:
     return [r for r in data if isinstance(r, Mapping)]
 
 
-def _read_rows(path: Path) -> list[tuple[Path, Mapping[str, Any]]]:
+def _read_rows(path: Path, sweeps: Sequence[Path]) -> list[tuple[Path, Mapping[str, Any]]]:
+    """Rows of the result files under `path` that are not part of an `hf-s1 eval` sweep folder."""
     if not path.exists():
         raise HubInputError(f"evaluation results path {str(path)!r} does not exist: pass the run's output folder or file.")
     if path.is_file():
         return [(path, r) for r in _read_json_rows(path)]
-    rows: list[tuple[Path, Mapping[str, Any]]] = []
-    sweeps = sorted(m.parent for m in path.rglob(_SWEEP_MANIFEST))
-    for run in sweeps:
-        manifest = _read_json_rows(run / _SWEEP_MANIFEST)
-        bench = manifest[0].get("benchmark") if manifest else None
-        samples = run / _SWEEP_SAMPLES
-        for r in _read_json_rows(samples) if samples.is_file() else []:
-            rows.append((samples, {"benchmark": bench, **r} if bench and "benchmark" not in r else r))
     others = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl")
                     and not any(run == p.parent or run in p.parents for run in sweeps))
-    for f in others:
-        rows += [(f, r) for r in _read_json_rows(f)]
-    if not rows:
-        raise HubInputError(f"no evaluation rows under {str(path)!r}: pass a sweep folder (sweep.json + samples.jsonl) "
-                            f"or *.json / *.jsonl result files.")
-    return rows
+    return [(f, r) for f in others for r in _read_json_rows(f)]
 
 
 def _benchmark_of(row: Mapping[str, Any], file: Path | None, root: Path | None) -> str | None:
@@ -396,10 +468,13 @@ def render_model_card(
     from .. import __version__
 
     rows = [
-        {"benchmark": r.dataset_name, "metric": r.metric, "value": f"{r.value:g}", "budget": r.budget_text(),
-         "thinking_tokens": "" if r.thinking_tokens is None else f"{r.thinking_tokens:g}"}
+        {"benchmark": r.display_name(), "metric": r.metric, "value": f"{r.value:g}", "budget": r.budget_text(),
+         "thinking_tokens": "" if r.thinking_tokens is None else f"{r.thinking_tokens:g}",
+         "questions": "" if r.num_samples is None else (f"{r.num_samples} of {r.benchmark_size}" if r.partial
+                                                        else str(r.num_samples))}
         for r in records
     ]
+    partial = sorted({f"{r.dataset_name}: {r.num_samples} of {r.benchmark_size}" for r in records if r.partial})
     cap = policy.budget.max_thinking_tokens if policy is not None else None
     kwargs = dict(
         repo_id=repo_id,
@@ -413,6 +488,7 @@ def render_model_card(
         usage_max_thinking=2 * cap if cap else 1024,
         custom_generate=custom_generate,
         eval_rows=rows,
+        partial_results=partial,
         hf_s1_version=__version__,
     )
     if template_path is not None:
