@@ -113,6 +113,8 @@ def scaling_figure(summary: Summary) -> Figure:
 
     fig = Figure(figsize=(8.4, 4.8), dpi=150)
     ax = fig.add_subplot()
+    top = max((p.accuracy for p in summary.points), default=0.0)
+    y_top = min(108.0, max(10.0, top * 1.15 + 2))  # room above 100 % for the marks
     xs_all = []
     for index, (label, members) in enumerate(setting_lines(summary.points)):
         xs = [max(p.thinking, 1.0) for p, _ in members]  # log axis: a run that answered at once still shows
@@ -122,8 +124,10 @@ def scaling_figure(summary: Summary) -> Figure:
                           clip_on=False)
         for x, y, (_, value) in zip(xs, ys, members):
             if value:
-                # Alternate above / below so that lines meeting at a point keep readable marks.
-                ax.annotate(value, (x, y), textcoords="offset points", xytext=(4, 5 if index % 2 == 0 else -11),
+                # Alternate the marks of neighbouring lines: above, and below (or higher up near 0 %, where below
+                # would run into the tick labels), so that lines meeting at a point keep readable marks.
+                dy = 5 if index % 2 == 0 else -11 if y > 0.08 * y_top else 15
+                ax.annotate(value, (x, y), textcoords="offset points", xytext=(4, dy),
                             fontsize=7, color=line.get_color())
         xs_all += xs
     ax.set_xscale("log", base=2)
@@ -133,8 +137,7 @@ def scaling_figure(summary: Summary) -> Figure:
         ax.set_xlim(min(xs_all) / pad, max(xs_all) * pad)
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    top = max((p.accuracy for p in summary.points), default=0.0)
-    ax.set_ylim(0, min(108.0, max(10.0, top * 1.15 + 2)))  # room above 100 % for the marks
+    ax.set_ylim(0, y_top)
     ax.set_xlabel("Average thinking tokens per question (log scale)")
     ax.set_ylabel("Accuracy (%)")
     n = "" if summary.questions is None else f" (n={summary.questions}" + (
