@@ -89,7 +89,7 @@ def reference(model: ToyModel, prompt: list[int], budget: ThinkingBudget, answer
     return s1_eval_loop(model.complete, prompt, cap=budget.max_thinking_tokens, num_waits=budget.num_waits,
                         wait_ids=WORDS[budget.extrapolation[0]], ends=ENDS, stops=MARKERS.stop_ids,
                         end_marker_ids=MARKERS.think_end, end_max_ids=(3, 5, 6, 26, 27), newline_ids=(6,),
-                        ends_with_newline=lambda t: t in MARKERS.ends_with_before_end, answer_tokens=answer_tokens)
+                        ends_with_newline=lambda t: t in MARKERS.ends_with_before_end, answer_tokens=answer_tokens)[0]
 
 
 def test_one_pass_equals_the_multi_call_rules_on_random_streams():
@@ -176,3 +176,65 @@ def test_answer_room_follows_the_allowance():
     assert token_allowance(capped, MARKERS, 10, 8192) == 2 + 100 + 6 + 64 + 1
     with pytest.raises(BudgetError, match="exceeds the model's context"):
         token_allowance(ThinkingBudget(max_thinking_tokens=9000), MARKERS, 10, 8192)
+
+
+# ---- the real model ----------------------------------------------------------------------------
+
+PROMPTS = ["What is 17 * 23?", "What is 10/4?", "Is 221 prime?", "What is 2+3?"]
+
+
+def transformers_complete(model):
+    import torch
+
+    def complete(ids, max_new, stop_ids, min_tokens):
+        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             max_new_tokens=max_new, do_sample=False, eos_token_id=list(stop_ids),
+                             min_new_tokens=min_tokens or None, pad_token_id=stop_ids[0])
+        new = out[0, len(ids):].tolist()
+        k = next((i for i, t in enumerate(new) if t in stop_ids), None)
+        return new if k is None else new[: k + 1]
+
+    return complete
+
+
+def test_profile_equals_the_multi_call_rules_on_smollm2_transformers(model, tokenizer):
+    """24 greedy runs (4 prompts x caps 8/16 x 0/2/4 Waits): the one-pass profile gives the ids of the multi-call
+    implementation, including runs whose Wait rounds run past the cap (resumed from the cut)."""
+    from s1_eval_reference import compare_profile
+
+    from hf_s1.engines.transformers import generate_with_budget
+
+    matches, runs, overran = compare_profile(
+        lambda prompts, budget: generate_with_budget(model, tokenizer, prompts, budget),
+        transformers_complete(model), tokenizer, PROMPTS, caps=(8, 16), waits=(0, 2, 4), answer_tokens=12)
+    assert (matches, runs) == (24, 24)
+    assert overran >= 6, overran
+
+
+def test_auto_from_the_real_allowance_and_batch(model, tokenizer):
+    """"auto" = allowance - longest prompt of the call - start marker - (end marker + "\\n" + prefix) - 100: a row
+    that cannot end (Waits left) is cut exactly there, whatever its own prompt length."""
+    from hf_s1.engines.transformers import generate_with_budget
+    from hf_s1.prompts import prepare_requests
+
+    prompts = ["What is 2+3?", "Please think about this carefully and explain: what is seventeen times twenty-three?"]
+    budget = ThinkingBudget(max_thinking_tokens="auto", num_waits=1000, max_answer_tokens=4)
+    req = prepare_requests(tokenizer, prompts, budget)
+    longest = max(len(ids) for ids in req.input_ids)
+    m = req.markers
+    expected = 220 - longest - len(m.think_start) - (len(m.think_end) + len(m.after_end) + len(
+        tokenizer.encode("Final Answer:", add_special_tokens=False))) - 100
+    out = generate_with_budget(model, tokenizer, prompts, budget, max_new_tokens=220)
+    assert expected > 20 and [r.thinking_tokens for r in out] == [expected, expected]
+    assert all(r.capped and "Final Answer:" in r.text for r in out)
+
+
+def test_answer_room_beyond_512_tokens(model, tokenizer):
+    """The answer may use the whole allowance, not a fixed 512 (here the model may not stop: its end tokens are
+    suppressed, so the answer runs to the allowance of 600 tokens after a thinking cap of 8)."""
+    from hf_s1.engines.transformers import generate_with_budget
+
+    (r,) = generate_with_budget(model, tokenizer, "Count from 1 to 400.",
+                                ThinkingBudget(max_thinking_tokens=8, profile="s1"), max_new_tokens=600,
+                                suppress_tokens=[tokenizer.eos_token_id, 0])
+    assert r.thinking_tokens == 8 and 600 <= r.answer_tokens <= 605 and r.finish_reason == "length"

@@ -663,6 +663,10 @@ class BudgetTracker:
         for tok in list(generated_ids)[self.num_generated :]:
             self.observe(tok)
         st = self.stats
+        if self._s1 and self._phase is _Phase.THINKING and self._over_cap() and st.overrun is None:
+            # A length limit (the context) ended rounds that ran past the cap: s1 ends that round by its length.
+            st.overrun = "length"
+            self._resume_cut = tuple(self.markers.cut_ids(self._last_token, self._answer_prefix))
         if st.thinking_started and not st.thinking_ended:
             end = len(self.kinds)
             while end > st.thinking_span[0] and self.kinds[end - 1] in (TokenKind.STOP, TokenKind.AFTER_STOP,
@@ -763,6 +767,9 @@ def token_allowance(
         prefix = markers.encode_budget_string(budget.answer_prefix, "answer_prefix")
         thinking = len(markers.think_start) + cap + len(markers.cut_ids(None, prefix))
         need = thinking + answer_allowance(budget, context, max_new_tokens) + 1  # + the end-of-sequence token
+        if budget.profile == "s1":  # every round may write up to the cap before the pass ends (see resume)
+            waits = max(len(markers.encode_budget_string(e, "extrapolation")) for e in budget.extrapolation)
+            need = max(need, len(markers.think_start) + (budget.num_waits + 1) * cap + budget.num_waits * waits + 1)
         if room is not None and need > room and thinking + 1 <= room and budget.max_answer_tokens is None:
             return room  # the answer gets what the context leaves
     if room is not None and need > room:
