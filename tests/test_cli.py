@@ -23,6 +23,21 @@ def test_generate_json_honours_every_bound():
         assert r["capped"] == (r["thinking_tokens"] == 32 and r["answer"].startswith("Final Answer:"))
 
 
+def test_generate_takes_the_papers_settings():
+    """s1's evaluation shape: "auto" cap from the allowance, Waits, the s1 profile. A run with more Waits than it
+    can use stops thinking exactly at the "auto" cap."""
+    args = ["generate", "What is 17 * 23?", "--max-thinking", "auto", "--num-waits", "200", "--profile", "s1",
+            "--max-new-tokens", "170", "--max-answer", "4", "--json"]
+    proc = subprocess.run([*HF_S1, *args], capture_output=True, text=True, env=ENV, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    # auto = 170 - prompt (42 tokens with the embedded model's template) - start 2 - (end 2 + "\n" 1 + prefix 3) - 100
+    assert row["thinking_tokens"] == 20 and row["capped"] and row["answer_tokens"] <= 4
+    bad = subprocess.run([*HF_S1, "generate", "hi", "--max-thinking", "lots"], capture_output=True, text=True, env=ENV,
+                         timeout=600)
+    assert bad.returncode == 2 and 'a number of tokens or "auto"' in bad.stderr
+
+
 def test_bad_budget_is_a_clear_error_not_a_traceback():
     proc = subprocess.run([*HF_S1, "generate", "hi", "--min-thinking", "10", "--max-thinking", "5"],
                           capture_output=True, text=True, env=ENV, timeout=600)

@@ -8,20 +8,34 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .budget import BudgetError, ThinkingBudget
+from .budget import AUTO, PROFILES, BudgetError, ThinkingBudget
 
 __all__ = ["main"]
 
 
 def _budget_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("thinking budget")
-    g.add_argument("--max-thinking", type=int, default=None, help="upper bound on thinking tokens (forced cut)")
+    g.add_argument("--max-thinking", type=_cap, default=None,
+                   help='upper bound on thinking tokens (forced cut); "auto": what the allowance leaves (s1)')
     g.add_argument("--min-thinking", type=int, default=0, help="lower bound: suppress ends until reached")
     g.add_argument("--num-waits", type=int, default=0, help="suppress the first N ends of thinking")
     g.add_argument("--extrapolation", action="append", default=None,
                    help='string appended when an end is suppressed (default "Wait"; repeat to rotate)')
     g.add_argument("--answer-prefix", default="Final Answer:", help="written after the cut")
-    g.add_argument("--max-answer", type=int, default=None, help="cap on answer tokens")
+    g.add_argument("--max-answer", type=int, default=None, help="cap on answer tokens (default: the allowance)")
+    g.add_argument("--profile", choices=PROFILES, default="hf-s1",
+                   help="budget rules: hf-s1 (default) or s1 (s1's evaluation code, to reproduce its numbers)")
+    g.add_argument("--max-new-tokens", type=int, default=None,
+                   help="generation allowance (s1's max_gen_toks; default: the model's context, at most 32768)")
+
+
+def _cap(text: str) -> int | str:
+    if text == AUTO:
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a number of tokens or "auto", got {text!r}') from None
 
 
 def _budget_from(args: argparse.Namespace) -> ThinkingBudget:
@@ -32,6 +46,7 @@ def _budget_from(args: argparse.Namespace) -> ThinkingBudget:
         extrapolation=args.extrapolation or "Wait",
         answer_prefix=args.answer_prefix,
         max_answer_tokens=args.max_answer,
+        profile=args.profile,
     )
 
 
@@ -45,7 +60,8 @@ def _generate(args: argparse.Namespace) -> int:
 
         llm = load_llm(args.model)
         results = generate_with_budget(llm, args.prompts, budget, think_format=args.format,
-                                       system_prompt=args.system_prompt, seed=args.seed, **sampling)
+                                       system_prompt=args.system_prompt, seed=args.seed,
+                                       max_new_tokens=args.max_new_tokens, **sampling)
     else:
         from transformers import set_seed
 
@@ -55,7 +71,8 @@ def _generate(args: argparse.Namespace) -> int:
         set_seed(args.seed)
         model, tokenizer = load_model(args.model)
         results = generate_with_budget(model, tokenizer, args.prompts, budget, think_format=args.format,
-                                       system_prompt=args.system_prompt, batch_size=args.batch_size, **sampling)
+                                       system_prompt=args.system_prompt, batch_size=args.batch_size,
+                                       max_new_tokens=args.max_new_tokens, **sampling)
     for r in results:
         if args.json:
             keys = ("prompt", "thinking", "answer", "thinking_tokens", "answer_tokens", "waits", "capped", "finish_reason")
