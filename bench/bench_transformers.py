@@ -1,7 +1,7 @@
 """Speed of budget forcing on transformers, measured side by side in one run.
 
 P1: budget-forced generate / plain generate, same number of new tokens, bs 1, 8 and 64 (target <= 1.02).
-P2: s1's multi-call loop (one prompt at a time) / hf-s1 single pass, 8 prompts, 4 Waits, same tokens
+P2: a multi-call loop in s1's shape with hf-s1's rules (`hf_s1.reference`, one prompt at a time) / hf-s1 single pass, 8 prompts, 4 Waits, same tokens
     (target >= 2x), and a batched multi-round loop / single pass.
 
     python bench/bench_transformers.py [--tokens 128] [--repeats 3] [--batch 1 8 64] [--only p1]
@@ -78,7 +78,7 @@ def p1(model, tokenizer, batch, tokens, repeats):
 
 
 def batched_loop(model, tokenizer, budget):
-    """s1's loop, batched: every round generates for all rows still thinking, then appends Wait to the rows
+    """The s1-shaped loop (hf-s1's rules), batched: every round generates for all rows still thinking, then appends Wait to the rows
     that tried to stop (each round re-reads prompt + thinking). Rows are done once their waits are spent."""
     fmt = __import__("hf_s1").S1_FORMAT
     m = marker_tokens(tokenizer, fmt)
@@ -129,7 +129,7 @@ def main() -> None:
     tokens = sum(len(r.token_ids) for r in single)
     waits = sum(r.waits for r in single)
     print(f"P2 8 prompts, num_waits=4 ({waits} waits, {tokens} tokens, identical ids: {same}): "
-          f"single pass {t_single:.1f}s, s1 loop {t_loop:.1f}s ({t_loop / t_single:.2f}x), "
+          f"single pass {t_single:.1f}s, s1-shaped loop {t_loop:.1f}s ({t_loop / t_single:.2f}x), "
           f"batched multi-round loop {t_batched:.1f}s ({t_batched / t_single:.2f}x)")
 
 

@@ -4,7 +4,7 @@ P3: budget-forced vs plain vLLM, batch 32, the same number of generated tokens p
     exactly `--thinking` tokens (min = max), so the processor works at every step (greedy arg-max checks,
     forced "Wait"s, the cut); the plain rows decode `ignore_eos` to the same length on an engine without the
     processor. Target: forced / plain <= 1.05.
-P2: s1's reference loop (one prompt at a time, a new `generate` call after every suppressed end, re-reading
+P2: a loop in s1's shape with hf-s1's rules (`hf_s1.reference`; one prompt at a time, a new `generate` call after every suppressed end, re-reading
     prompt + thinking) vs hf-s1's single pass (all prompts in one batch), 8 prompts, 4 Waits. Target: >= 2x.
 
 Runs alternate (plain, forced, plain, forced, ...) and report medians, so load drifts hit both sides alike.
@@ -91,7 +91,7 @@ def bench_p2(rounds: int) -> None:
     waits = [r.waits for r in single]
     lo, si = statistics.median(loop_t), statistics.median(single_t)
     print(f"P2 8 prompts, num_waits=4 (waits per row {waits}; identical outputs {same}/8): "
-          f"s1 loop {lo:.2f}s, hf-s1 single pass {si:.2f}s")
+          f"s1-shaped loop {lo:.2f}s, hf-s1 single pass {si:.2f}s")
     print(f"P2 speed-up loop/single: {lo / si:.2f}x  [runs loop {['%.2f' % x for x in loop_t]}, "
           f"single {['%.2f' % x for x in single_t]}]")
 

@@ -1,4 +1,5 @@
-"""s1's multi-call budget-forcing loop, kept for comparison only (tests and benchmarks).
+"""A multi-call budget-forcing loop in the shape of s1's code, with hf-s1's rules; for comparison only (tests and
+benchmarks). For s1's own evaluation rules see `ThinkingBudget(profile="s1")`.
 
 The s1 reference generates, stops at an end of thinking, appends "Wait" and calls the engine again, each
 call re-reading prompt + thinking so far. This is that loop over token ids (so that re-tokenising text cannot

@@ -560,7 +560,7 @@ class _Stream:
         return self._holder.get("result")
 
 
-# ---- s1's multi-call loop, for comparison ---------------------------------------------------------------
+# ---- a multi-call loop in s1's shape (hf-s1's rules), for comparison ---------------------------------------------------------------
 
 
 def s1_reference_generate(

@@ -1,5 +1,5 @@
 """Budget forcing for vLLM: a batch-level logits processor for `vllm.LLM` and `vllm serve`, plus
-`generate_with_budget()` (same result type as the transformers engine) and s1's multi-call loop on vLLM.
+`generate_with_budget()` (same result type as the transformers engine) and a multi-call loop in s1's shape (hf-s1's rules) on vLLM.
 
 One class, `BudgetForcingLogitsProcessor`, implements both logits-processor interfaces vLLM has:
 

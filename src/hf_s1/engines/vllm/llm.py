@@ -1,5 +1,6 @@
 """`vllm.LLM` helpers: an engine with the budget processor registered, `generate_with_budget()` (the transformers
-engine's result type) and s1's multi-call loop on vLLM, for comparison."""
+engine's result type) and a multi-call loop in s1's shape
+(hf-s1's rules) on vLLM, for comparison."""
 
 from __future__ import annotations
 
@@ -198,8 +199,9 @@ def s1_reference_generate(
     chat_template: bool = True,
     answer_tokens: int = 512,
 ) -> list[BudgetedGeneration]:
-    """s1's reference budget forcing on vLLM, for comparison: per prompt, repeated greedy `llm.generate` calls
-    that stop at an end of thinking, append "Wait" and call again (re-reading prompt + thinking each time).
+    """Budget forcing in s1's multi-call shape (hf-s1's rules) on vLLM, for comparison: per prompt, repeated
+    greedy `llm.generate` calls that stop at an end of thinking, append "Wait" and call again (re-reading prompt
+    + thinking each time).
 
     Uses `hf_s1.reference.s1_loop`; the budget processor is not involved (no budget in the requests).
 
