@@ -78,8 +78,7 @@ def _generate(args: argparse.Namespace) -> int:
             keys = ("prompt", "thinking", "answer", "thinking_tokens", "answer_tokens", "waits", "capped", "finish_reason")
             print(json.dumps({k: getattr(r, k) for k in keys}, ensure_ascii=False))
         else:
-            print(f"### {r.prompt}\n--- thinking ({r.thinking_tokens} tokens, {r.waits} waits"
-                  f"{', cut at the cap' if r.capped else ''})\n{r.thinking}\n--- answer\n{r.answer}\n")
+            print(r.render())
     return 0
 
 

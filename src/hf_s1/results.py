@@ -26,6 +26,8 @@ class BudgetedGeneration:
         finish_reason: `"stop"` (end-of-sequence) or `"length"` (a token limit ended the row first).
         budget: the policy applied to this row.
         kinds: what each generated token was (`TokenKind` values), for display and audits.
+        segments: the generated text as runs of one kind, `(kind, text)` in order (end-of-sequence and padding
+            left out): what a UI needs to mark injected extrapolations and the forced cut.
     """
 
     prompt: Any
@@ -40,11 +42,37 @@ class BudgetedGeneration:
     finish_reason: str
     budget: ThinkingBudget
     kinds: list[str] = field(default_factory=list, repr=False)
+    segments: list[tuple[str, str]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["budget"] = self.budget.to_dict()
         return d
+
+    def render(self) -> str:
+        """A readable block for a terminal: the prompt, the thinking with injected extrapolations marked `[+...]`,
+        how it ended, and the answer."""
+        ending = "cut at the cap" if self.capped else "ended by the model"
+        if self.finish_reason == "length" and not self.answer:
+            ending = "stopped by the token limit"
+        waits = f"{self.waits} injected [+...]" if self.waits else "none injected"
+        return (f"### {self.prompt}\n--- thinking: {self.thinking_tokens} tokens, waits: {waits}, {ending}\n"
+                f"{self.marked_thinking()}\n--- answer ({self.answer_tokens} tokens)\n{self.answer}\n")
+
+    def marked_thinking(self, injected: str = "[+{}]") -> str:
+        """The thinking with each injected extrapolation shown through `injected` (a format string), so text the
+        model wrote ("Wait" included) can be told from text the budget added."""
+        parts = []
+        for kind, text in self.segments:
+            if kind == TokenKind.THINKING.value:
+                parts.append(text)
+            elif kind == TokenKind.EXTRAPOLATION.value:
+                core = text.strip()
+                parts.append(text[: len(text) - len(text.lstrip())] + injected.format(core) + text[len(text.rstrip()):])
+            elif kind in (TokenKind.CUT.value, TokenKind.ANSWER.value) or (
+                    kind == TokenKind.MARKER.value and parts):
+                break  # thinking is over (a marker before any thinking is the start marker)
+        return "".join(parts).strip()
 
 
 def build_result(
@@ -59,6 +87,12 @@ def build_result(
     # Drop the end-of-sequence token and any padding an engine appended after it.
     end = next((i for i, k in enumerate(kinds) if k in (TokenKind.STOP, TokenKind.AFTER_STOP)), len(ids))
     ids, kinds = ids[:end], list(kinds[:end])
+    segments: list[tuple[str, str]] = []
+    start = 0
+    for i in range(1, len(kinds) + 1):
+        if i == len(kinds) or kinds[i] is not kinds[start]:
+            segments.append((kinds[start].value, decode(ids[start:i])))
+            start = i
     thinking = decode(ids[slice(*stats.thinking_span)]) if stats.thinking_span else ""
     answer = decode(ids[slice(*stats.answer_span)]) if stats.answer_span else ""
     return BudgetedGeneration(
@@ -74,4 +108,5 @@ def build_result(
         finish_reason="stop" if stats.finished else "length",
         budget=budget,
         kinds=[k.value for k in kinds],
+        segments=segments,
     )
