@@ -238,3 +238,10 @@ def test_answer_room_beyond_512_tokens(model, tokenizer):
                                 ThinkingBudget(max_thinking_tokens=8, profile="s1"), max_new_tokens=600,
                                 suppress_tokens=[tokenizer.eos_token_id, 0])
     assert r.thinking_tokens == 8 and 600 <= r.answer_tokens <= 605 and r.finish_reason == "length"
+
+
+def test_streaming_refuses_the_s1_profile(model, tokenizer):
+    from hf_s1.engines.transformers import stream_with_budget
+
+    with pytest.raises(BudgetError, match="stream with profile='hf-s1'"):
+        list(stream_with_budget(model, tokenizer, "What is 2+3?", ThinkingBudget(max_thinking_tokens=8, profile="s1")))

@@ -328,6 +328,9 @@ def generate_with_budget(
         raise BudgetError(f"batch_size must be a positive int, got {batch_size!r}.")
     if streamer is not None and len(prompt_list) > 1:
         raise BudgetError("a streamer follows one sequence: pass a single prompt with streamer=.")
+    if streamer is not None and budgets[0].profile == "s1":
+        raise BudgetError("a streamer follows one pass, and the s1 profile may answer in a second call (when its "
+                          "rounds run past the cap): stream with profile='hf-s1', or call without a streamer.")
     if generate_kwargs.get("num_return_sequences", 1) != 1:
         raise BudgetError("num_return_sequences is not supported here: repeat the prompt in the list instead "
                           "(e.g. prompts * k), each copy gets its own result.")
