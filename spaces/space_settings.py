@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hf_s1.budget import BudgetError, ThinkingBudget
+from hf_s1.errors import HfS1Error
 
 __all__ = [
     "EXTRAPOLATION_CHOICES",
@@ -33,7 +34,7 @@ EXTRAPOLATION_CHOICES = ("Wait", "Hmm", "Alternatively", "custom")
 HUB_DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
-class SpaceInputError(BudgetError):
+class SpaceInputError(HfS1Error):
     """A visitor's request the Space refuses; the message says what to change."""
 
 
@@ -87,7 +88,7 @@ class SpaceSettings:
     >>> SpaceSettings.from_env({"HF_S1_SPACE_CONCURRENCY": "0"})
     Traceback (most recent call last):
     ...
-    hf_s1.budget.BudgetError: HF_S1_SPACE_CONCURRENCY=0 is below 1; set it to a whole number >= 1.
+    hf_s1.errors.BudgetError: HF_S1_SPACE_CONCURRENCY=0 is below 1; set it to a whole number >= 1.
 
     ```
     """

@@ -1,6 +1,7 @@
 """hf-s1: s1 test-time scaling (budget forcing) for the Hugging Face stack."""
 
-from .budget import BudgetError, BudgetStats, BudgetTracker, ThinkingBudget, TokenKind
+from .budget import BudgetStats, BudgetTracker, ThinkingBudget, TokenKind
+from .errors import BudgetError, DataError, EvalError, HfS1Error
 from .formats import R1_FORMAT, S1_FORMAT, ThinkFormat, detect_format, get_format
 from .models import default_model_path, load_default_model, load_model
 from .results import BudgetedGeneration
@@ -8,7 +9,10 @@ from .results import BudgetedGeneration
 __version__ = "0.1.0"
 
 __all__ = [
+    "HfS1Error",
     "BudgetError",
+    "DataError",
+    "EvalError",
     "BudgetStats",
     "BudgetTracker",
     "ThinkingBudget",

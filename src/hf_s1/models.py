@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .budget import BudgetError
+from .errors import HfS1Error
 
 __all__ = ["DEFAULT_MODEL_NAME", "default_model_path", "load_default_model", "load_model"]
 
@@ -68,7 +68,7 @@ def default_model_path() -> Path:
     return target
 
 
-class ModelSourceError(BudgetError):
+class ModelSourceError(HfS1Error):
     """A model folder or Hub id that cannot be loaded here; the message names the fix."""
 
 
@@ -100,6 +100,9 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, dtype: Any = No
     """Load `(model, tokenizer)` from a Hub id, a local folder, or (None) the embedded default model.
 
     The tokenizer is set to left padding (generation batches), with `pad_token = eos_token` when it has none.
+    A model that stores a thinking budget (`generation_config.thinking_budget`, written by `hf_s1.hub.push_model`)
+    is loaded as it is, with a warning (once per model) that plain `generate` and `pipeline` ignore that budget
+    and how to apply it (`hf_s1.hub.policy.warn_stored_policy`).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -113,6 +116,9 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, dtype: Any = No
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    from .hub.policy import warn_stored_policy
+
+    warn_stored_policy(model)
     return model, tokenizer
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from ..budget import BudgetError
+from ..errors import DataError
 
 __all__ = ["DataError", "TraceSource", "TRACE_SOURCES", "get_trace_source", "load_s1k", "S1K_HUB_IDS"]
 
@@ -19,10 +19,6 @@ __all__ = ["DataError", "TraceSource", "TRACE_SOURCES", "get_trace_source", "loa
 S1K_HUB_IDS = {"s1k": "simplescaling/s1K", "s1k-1.1": "simplescaling/s1K-1.1"}
 
 _LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-
-
-class DataError(BudgetError):
-    """A data set, column or curation setting that cannot be used as given. The message names the fix."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ policy; model and dataset cards; a `custom_generate` layout for one-line budget 
 from .cards import EvalRecord, load_eval_results, render_dataset_card, render_model_card
 from .custom_generate import budget_forcing_generate, custom_generate_files, export_custom_generate
 from .errors import (
+    HUB_ERRORS,
     HubAuthError,
     HubConflictError,
     HubError,
@@ -34,11 +35,5 @@ __all__ = [
     "budget_forcing_generate",
     "export_custom_generate",
     "custom_generate_files",
-    "HubError",
-    "HubInputError",
-    "HubAuthError",
-    "HubPermissionError",
-    "HubOfflineError",
-    "HubNotFoundError",
-    "HubConflictError",
+    *HUB_ERRORS,
 ]

@@ -11,26 +11,21 @@ from collections.abc import Iterator
 
 from huggingface_hub import errors as hf_errors
 
-from ..budget import BudgetError
+from ..errors import HfS1Error
 
-__all__ = [
-    "HubError",
-    "HubInputError",
-    "HubAuthError",
-    "HubPermissionError",
-    "HubOfflineError",
-    "HubNotFoundError",
-    "HubConflictError",
-    "translate_hub_errors",
-]
+# The error types, as `hf_s1.hub` exports them.
+HUB_ERRORS = ("HubError", "HubInputError", "HubAuthError", "HubPermissionError", "HubOfflineError",
+              "HubNotFoundError", "HubConflictError")
+__all__ = [*HUB_ERRORS, "HUB_ERRORS", "translate_hub_errors"]
 
 
 class HubError(RuntimeError):
     """Base class of the errors raised by `hf_s1.hub`; the message says what to do."""
 
 
-class HubInputError(HubError, BudgetError):
-    """Bad input: a folder that is not a model, an unknown benchmark, a malformed policy file, ... (a `ValueError`)."""
+class HubInputError(HubError, HfS1Error):
+    """Bad input: a folder that is not a model, an unknown benchmark, a malformed policy file, ... (an
+    `hf_s1.HfS1Error`, so a `ValueError`)."""
 
 
 class HubAuthError(HubError):

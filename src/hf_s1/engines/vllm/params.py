@@ -59,7 +59,7 @@ def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None
     >>> budget_from_params(SamplingParams(extra_args={"thinking_budget": {"max_thinking_tokens": -1}}))
     Traceback (most recent call last):
     ...
-    hf_s1.budget.BudgetError: extra_args['thinking_budget']: max_thinking_tokens must be >= 0, got -1.
+    hf_s1.errors.BudgetError: extra_args['thinking_budget']: max_thinking_tokens must be >= 0, got -1.
 
     ```
     """

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ...budget import BudgetError, BudgetTracker
+from ...budget import BudgetError, validate
 from ...formats import marker_tokens
 from ..batch_budget import BatchBudget, SlotSpec
 from .params import budget_from_params
@@ -96,7 +96,7 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
     >>> BudgetForcingLogitsProcessor.validate_params(SamplingParams(extra_args={"thinking_budget": {"waits": 2}}))
     Traceback (most recent call last):
     ...
-    hf_s1.budget.BudgetError: extra_args['thinking_budget']: unknown thinking-budget field(s) ['waits']; ...
+    hf_s1.errors.BudgetError: extra_args['thinking_budget']: unknown thinking-budget field(s) ['waits']; ...
 
     ```
     """
@@ -157,7 +157,7 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         """Refuse a malformed budget when the request is admitted (vLLM turns the `ValueError` into HTTP 400)."""
         parsed = budget_from_params(sampling_params)
         if parsed is not None and cls._validation_tokenizer is not None:
-            BudgetTracker(parsed[0], marker_tokens(cls._validation_tokenizer, parsed[1]))
+            validate(parsed[0], marker_tokens(cls._validation_tokenizer, parsed[1]))
 
     def is_argmax_invariant(self) -> bool:
         """Forcing and banning tokens changes greedy picks."""
@@ -170,7 +170,7 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
                 return None
             budget, fmt = parsed
             markers = marker_tokens(self._tokenizer, fmt)
-            BudgetTracker(budget, markers)  # the checks that need the tokenizer (strings that would end the row...)
+            validate(budget, markers)  # the checks that need the tokenizer (strings that would end the row...)
         except BudgetError as exc:
             # validate_params refuses malformed budgets at admission; reaching here means a check needed the
             # tokenizer in a separate engine process. Leave the row to the model rather than take the engine down.
