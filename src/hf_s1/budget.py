@@ -21,11 +21,16 @@ from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Union
 
+from .errors import BudgetError
+
 __all__ = [
     "AUTO",
     "PROFILES",
     "BudgetError",
     "BudgetLike",
+    "as_budgets",
+    "validate",
+    "describe_budget",
     "ThinkingBudget",
     "TokenKind",
     "MarkerTokens",
@@ -51,10 +56,6 @@ PROFILES = ("hf-s1", "s1")
 DEFAULT_ALLOWANCE = 32768
 # "auto" leaves this many tokens of the allowance for the answer, as s1's evaluation does.
 AUTO_ANSWER_MARGIN = 100
-
-
-class BudgetError(ValueError):
-    """A thinking budget, a think format or a request that cannot be honoured. The message names the fix."""
 
 
 def _check_count(name: str, value: Any, *, allow_none: bool) -> None:
@@ -116,7 +117,7 @@ class ThinkingBudget:
     >>> ThinkingBudget(max_thinking_tokens=10, min_thinking_tokens=20)
     Traceback (most recent call last):
     ...
-    hf_s1.budget.BudgetError: min_thinking_tokens (20) is above max_thinking_tokens (10): lower the minimum or raise the maximum.
+    hf_s1.errors.BudgetError: min_thinking_tokens (20) is above max_thinking_tokens (10): lower the minimum or raise the maximum.
 
     ```
     """
@@ -398,8 +399,7 @@ class BudgetTracker:
         self._s1 = budget.profile == "s1"
         self._ends = markers.stop_set | {markers.think_end[0]}
         self.markers = markers
-        for text in budget.extrapolation:  # validate (and cache) every string up front
-            markers.encode_budget_string(text, "extrapolation")
+        validate(budget, markers)  # every string up front (cached in markers)
         self._answer_prefix = markers.encode_budget_string(budget.answer_prefix, "answer_prefix")
         self._tail_len = max(len(markers.think_start), len(markers.think_end))
         self.reset()
@@ -714,6 +714,72 @@ def _overlap(seq: Sequence[int], marker: Sequence[int]) -> int:
     return 0
 
 
+# ---- budgets in: coercion, validation, description ---------------------------------------------------
+
+
+def as_budgets(budget: BudgetLike, n: int | None = None) -> list[ThinkingBudget]:
+    """Every form a caller may give a budget in (`BudgetLike`: a `ThinkingBudget`, a mapping of its fields, or a
+    list of either), as a list of `ThinkingBudget`s. With `n` (the number of prompts) a single budget is shared by
+    the `n` rows and a list must have `n` entries; without it the list is returned as given (non-empty).
+
+    ```python
+    >>> from hf_s1.budget import as_budgets
+    >>> as_budgets({"max_thinking_tokens": 8}, 2) == [ThinkingBudget(max_thinking_tokens=8)] * 2
+    True
+
+    ```
+    """
+    if isinstance(budget, (ThinkingBudget, Mapping)):
+        return [ThinkingBudget.from_dict(budget)] * (1 if n is None else n)
+    if isinstance(budget, Sequence) and not isinstance(budget, str) and len(budget) > 0:
+        budgets = [ThinkingBudget.from_dict(b) for b in budget]
+        if n is not None and len(budgets) != n:
+            raise BudgetError(
+                f"got {len(budgets)} budgets for {n} prompts: pass one ThinkingBudget per prompt, or a single one."
+            )
+        return budgets
+    raise BudgetError(f"budget must be a ThinkingBudget or a non-empty list of them, got {budget!r}.")
+
+
+def validate(budget: ThinkingBudget, markers: MarkerTokens) -> None:
+    """Raise `BudgetError` now if `budget` cannot be honoured with these marker tokens (an extrapolation or answer
+    prefix that would end the row, contains the end marker or encodes to nothing), so that nothing fails
+    mid-generation. An `"auto"` cap is checked as if the allowance were unbounded. The strings are cached in
+    `markers`, so the trackers built afterwards do not tokenize them again."""
+    if budget.is_auto:
+        budget = budget.resolve(markers, allowance=1 << 30, longest_prompt=0)
+    for text in budget.extrapolation:
+        markers.encode_budget_string(text, "extrapolation")
+    markers.encode_budget_string(budget.answer_prefix, "answer_prefix")
+
+
+def describe_budget(budget: ThinkingBudget) -> str:
+    """A short human description of a budget, for cards, evaluation notes and commit messages.
+
+    ```python
+    >>> describe_budget(ThinkingBudget(max_thinking_tokens=512, num_waits=2))
+    'max 512 thinking tokens, 2 Wait extensions'
+    >>> describe_budget(ThinkingBudget(max_thinking_tokens="auto", profile="s1"))
+    'auto thinking cap (allowance minus prompt), s1 profile'
+
+    ```
+    """
+    parts = []
+    if budget.is_auto:
+        parts.append("auto thinking cap (allowance minus prompt)")
+    elif budget.max_thinking_tokens is not None:
+        parts.append(f"max {budget.max_thinking_tokens} thinking tokens")
+    if budget.min_thinking_tokens:
+        parts.append(f"min {budget.min_thinking_tokens} thinking tokens")
+    if budget.num_waits:
+        words = "/".join(budget.extrapolation)
+        parts.append(f"{budget.num_waits} {words} extension{'s' if budget.num_waits != 1 else ''}")
+    if budget.max_answer_tokens is not None:
+        parts.append(f"max {budget.max_answer_tokens} answer tokens")
+    text = ", ".join(parts) or "no thinking limit"
+    return text + (f", {budget.profile} profile" if budget.profile != "hf-s1" else "")
+
+
 # ---- token allowance -----------------------------------------------------------------------------
 
 
@@ -725,12 +791,17 @@ def generation_allowance(context: int | None, max_new_tokens: int | None = None)
     return min(context or DEFAULT_ALLOWANCE, DEFAULT_ALLOWANCE)
 
 
-def answer_allowance(budget: ThinkingBudget, context: int | None, max_new_tokens: int | None = None) -> int:
+def answer_allowance(budget: ThinkingBudget, context: int | None, max_new_tokens: int | None = None,
+                     prompt_len: int | None = None) -> int:
     """Tokens the answer may write after the thinking: `max_answer_tokens`, else the whole generation allowance
-    (s1's answer call gets all of `max_gen_toks`). Callers keep it within the context."""
-    if budget.max_answer_tokens is not None:
-        return budget.max_answer_tokens
-    return generation_allowance(context, max_new_tokens)
+    (s1's answer call gets all of `max_gen_toks`). With `prompt_len` (what the answer call reads: prompt, thinking
+    and cut) it is kept within the context."""
+    limit = budget.max_answer_tokens
+    if limit is None:
+        limit = generation_allowance(context, max_new_tokens)
+    if prompt_len is not None and context is not None:
+        limit = min(limit, context - prompt_len)
+    return limit
 
 
 def token_allowance(

@@ -7,11 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
-from .budget import BudgetError, MarkerTokens, ThinkingBudget, generation_allowance, token_allowance
+from .budget import BudgetError, MarkerTokens, ThinkingBudget, as_budgets, generation_allowance, token_allowance
 from .formats import ThinkFormat, get_format, marker_tokens
 
-__all__ = ["Prompt", "Requests", "prepare_requests", "build_prompt", "check_prompt", "per_row_budgets",
-           "check_sampling"]
+__all__ = ["Prompt", "Requests", "prepare_requests", "build_prompt", "check_prompt", "check_sampling"]
 
 Prompt = Union[str, Sequence[Mapping[str, str]]]  # a question, or a chat (list of {"role", "content"})
 
@@ -76,20 +75,6 @@ def check_prompt(prompt: Any) -> list[dict[str, str]]:
     return messages
 
 
-def per_row_budgets(budget: Union[ThinkingBudget, Sequence[ThinkingBudget], Mapping], n: int) -> list[ThinkingBudget]:
-    """One budget per row: a single budget is shared; a list must have one entry per prompt."""
-    if isinstance(budget, (ThinkingBudget, Mapping)):
-        return [ThinkingBudget.from_dict(budget)] * n
-    if isinstance(budget, Sequence) and not isinstance(budget, str):
-        budgets = [ThinkingBudget.from_dict(b) for b in budget]
-        if len(budgets) != n:
-            raise BudgetError(
-                f"got {len(budgets)} budgets for {n} prompts: pass one ThinkingBudget per prompt, or a single one."
-            )
-        return budgets
-    raise BudgetError(f"budget must be a ThinkingBudget or a list of them, got {type(budget).__name__}.")
-
-
 @dataclass
 class Requests:
     """A batch of budget-forced requests, ready for an engine: `texts[i]` is what the model continues."""
@@ -134,7 +119,7 @@ def prepare_requests(
         raise BudgetError("no prompts given: pass a prompt or a non-empty list of prompts.")
     fmt = get_format(think_format, tokenizer)
     markers = marker_tokens(tokenizer, fmt)
-    budgets = per_row_budgets(budget, len(prompt_list))
+    budgets = as_budgets(budget, len(prompt_list))
     texts = [build_prompt(tokenizer, p, fmt, system_prompt=system_prompt, chat_template=chat_template) for p in prompt_list]
     return Requests(prompt_list, texts, budgets, fmt, markers, [_encode_prompt(tokenizer, t, fmt, markers) for t in texts])
 

@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .budget import BudgetStats, ThinkingBudget, TokenKind
+from .budget import BudgetStats, BudgetTracker, ThinkingBudget, TokenKind
 
-__all__ = ["BudgetedGeneration", "build_result"]
+__all__ = ["BudgetedGeneration", "build_result", "result_from_tracker"]
 
 
 @dataclass
@@ -110,3 +110,16 @@ def build_result(
         kinds=[k.value for k in kinds],
         segments=segments,
     )
+
+
+def result_from_tracker(
+    prompt: Any,
+    token_ids: Sequence[int],
+    tracker: BudgetTracker,
+    decode: Callable[[Sequence[int]], str],
+) -> BudgetedGeneration:
+    """The last step of every engine: the tracker that followed a row observes what the engine produced after its
+    last decision (`BudgetTracker.finish`), and the row becomes a `BudgetedGeneration`."""
+    stats = tracker.finish(token_ids)
+    return build_result(prompt, token_ids, stats, tracker.kinds, tracker.budget, decode)
+

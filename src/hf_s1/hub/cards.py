@@ -17,9 +17,10 @@ import yaml
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, EvalResultEntry, ModelCard, ModelCardData
 from huggingface_hub import eval_result_entries_to_yaml
 
-from ..budget import BudgetError, ThinkingBudget
+from ..budget import ThinkingBudget, describe_budget
+from ..errors import HfS1Error
 from .errors import HubInputError
-from .policy import BudgetPolicy, describe_budget
+from .policy import BudgetPolicy
 
 __all__ = [
     "EvalRecord",
@@ -144,12 +145,12 @@ class EvalRecord:
 
     def budget_text(self) -> str:
         """The budget in words (`"no budget forcing"` when none)."""
-        return "no budget forcing" if self.budget is None else _budget_words(self.budget)
+        return "no budget forcing" if self.budget is None else describe_budget(self.budget)
 
     def notes(self) -> str:
         """The setting, for the `notes` of an `.eval_results` entry."""
         method = self.method or ("budget forcing" if self.budget is not None else "no budget forcing")
-        text = f"hf-s1 {method.replace('-', ' ')}" + (f": {_budget_words(self.budget)}" if self.budget else "")
+        text = f"hf-s1 {method.replace('-', ' ')}" + (f": {describe_budget(self.budget)}" if self.budget else "")
         if self.metric != "accuracy":
             text += f"; {self.metric}"
         if self.thinking_tokens is not None:
@@ -190,13 +191,6 @@ def _benchmark_size(name: str) -> int | None:
     return spec.size if spec is not None else None
 
 
-def _budget_words(budget: ThinkingBudget) -> str:
-    """`describe_budget`, with an `"auto"` cap and a non-default profile said in words."""
-    text = describe_budget(budget).replace("max auto thinking tokens", "auto thinking cap (allowance minus prompt)")
-    profile = getattr(budget, "profile", "hf-s1")
-    return text + (f", {profile} profile" if profile != "hf-s1" else "")
-
-
 def _compact_budget(budget: ThinkingBudget) -> dict[str, Any]:
     """The fields that differ from the defaults, for short labels."""
     default = ThinkingBudget().to_dict()
@@ -210,7 +204,7 @@ def _budget_of(value: Any, where: str) -> ThinkingBudget | None:
         return ThinkingBudget(max_thinking_tokens=value)
     try:
         return BudgetPolicy.from_dict(value).budget
-    except BudgetError as exc:
+    except HfS1Error as exc:
         raise HubInputError(f"invalid budget in the {where} results: {exc}") from None
 
 

@@ -6,21 +6,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from ..budget import ThinkingBudget
+from ..budget import ThinkingBudget, describe_budget
 from ..formats import FORMATS, ThinkFormat, get_format
 from .errors import HubInputError
 
-__all__ = ["BudgetPolicy", "POLICY_FILE", "GENERATION_CONFIG_KEY", "POLICY_VERSION"]
+__all__ = ["BudgetPolicy", "POLICY_FILE", "GENERATION_CONFIG_KEY", "POLICY_VERSION", "describe_budget", "stored_policy",
+           "warn_stored_policy"]
 
 POLICY_FILE = "thinking_budget.json"
 GENERATION_CONFIG_KEY = "thinking_budget"
 POLICY_VERSION = 1
+
+logger = logging.getLogger(__name__)
+_WARNED: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -69,9 +74,12 @@ class BudgetPolicy:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BudgetPolicy:
-        """Inverse of `to_dict`; also accepts a bare `ThinkingBudget` mapping. Errors name the bad field."""
+        """Inverse of `to_dict`; also accepts a bare `ThinkingBudget` mapping (or a `ThinkingBudget`). Errors name
+        the bad field."""
         if isinstance(data, BudgetPolicy):
             return data
+        if isinstance(data, ThinkingBudget):
+            return cls(data)
         if not isinstance(data, Mapping):
             raise HubInputError(f"a thinking-budget policy must be a JSON object, got {type(data).__name__}.")
         if "budget" not in data:  # a bare ThinkingBudget.to_dict()
@@ -127,16 +135,29 @@ class BudgetPolicy:
         return None
 
 
-def describe_budget(budget: ThinkingBudget) -> str:
-    """A short human description of a budget, e.g. `'max 512 thinking tokens, 2 Wait extensions'`."""
-    parts = []
-    if budget.max_thinking_tokens is not None:
-        parts.append(f"max {budget.max_thinking_tokens} thinking tokens")
-    if budget.min_thinking_tokens:
-        parts.append(f"min {budget.min_thinking_tokens} thinking tokens")
-    if budget.num_waits:
-        words = "/".join(budget.extrapolation)
-        parts.append(f"{budget.num_waits} {words} extension{'s' if budget.num_waits != 1 else ''}")
-    if budget.max_answer_tokens is not None:
-        parts.append(f"max {budget.max_answer_tokens} answer tokens")
-    return ", ".join(parts) or "no thinking limit"
+def stored_policy(model: Any) -> BudgetPolicy | None:
+    """The policy stored in `model.generation_config.thinking_budget` (written by `push_model`), or `None`.
+
+    Plain `model.generate` and `pipeline` do not read it: apply it with
+    `BudgetForcingLogitsProcessor.from_model(model, tokenizer)`, `generate_with_budget(..., budget=policy.budget,
+    think_format=policy.think_format)` or the repository's `custom_generate`."""
+    raw = getattr(getattr(model, "generation_config", None), GENERATION_CONFIG_KEY, None)
+    return None if raw is None else BudgetPolicy.from_dict(raw)
+
+
+def warn_stored_policy(model: Any) -> None:
+    """Log a warning (once per model name) when `model` stores a thinking budget: `transformers` keeps the entry in
+    `model.generation_config` but plain `generate` and `pipeline` do not apply it. Called by hf-s1's loaders
+    (`hf_s1.load_model`, `hf_s1.hub.pull_model`)."""
+    raw = getattr(getattr(model, "generation_config", None), GENERATION_CONFIG_KEY, None)
+    name = str(getattr(model, "name_or_path", "") or "this model")
+    if raw is None or name in _WARNED:
+        return
+    _WARNED.add(name)
+    logger.warning(
+        "%s stores a thinking budget (generation_config.%s) that plain model.generate() and pipeline() ignore. "
+        "Apply it with model.generate(..., logits_processor=[BudgetForcingLogitsProcessor.from_model(model, "
+        "tokenizer)]), with hf_s1.generate_with_budget(model, tokenizer, prompts, stored_policy(model).budget), or "
+        "with the repository's custom_generate (custom_generate=..., trust_remote_code=True).",
+        name, GENERATION_CONFIG_KEY)
+
