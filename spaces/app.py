@@ -34,8 +34,9 @@ from space_settings import (  # noqa: E402
 )
 from thought_view import ThoughtView  # noqa: E402
 
-from hf_s1.budget import BudgetError, BudgetTracker, ThinkingBudget  # noqa: E402
-from hf_s1.engines.transformers import BudgetStreamer, generate_with_budget  # noqa: E402
+from hf_s1.budget import ThinkingBudget, validate  # noqa: E402
+from hf_s1.engines.transformers import stream_with_budget  # noqa: E402
+from hf_s1.errors import HfS1Error  # noqa: E402
 from hf_s1.formats import get_format, marker_tokens  # noqa: E402
 
 __all__ = ["EXAMPLES", "SpaceRuntime", "build_demo", "main"]
@@ -121,7 +122,7 @@ class SpaceRuntime:
     def check_budget(self, budget: ThinkingBudget) -> None:
         """Raise `BudgetError` now if this model's tokenizer cannot honour `budget` (e.g. a custom
         extrapolation string that contains an end-of-sequence token)."""
-        BudgetTracker(budget, self.markers)
+        validate(budget, self.markers)
 
     @contextmanager
     def _borrow_tokenizer(self) -> Iterator[Any]:
@@ -147,27 +148,16 @@ class SpaceRuntime:
         def pump() -> None:
             try:
                 with self._borrow_tokenizer() as tokenizer:
-                    streamer = BudgetStreamer(tokenizer)
-                    holder: dict[str, Any] = {}
-
-                    def run() -> None:
-                        try:
-                            holder["result"] = generate_with_budget(
-                                self.model, tokenizer, question, budget, streamer=streamer,
-                                do_sample=temperature > 0, temperature=temperature or 1.0,
-                                max_new_tokens=max_new_tokens, stopping_criteria=stop,
-                            )[0]
-                        except BaseException as exc:  # hand the failure to the page instead of hanging it
-                            holder["error"] = exc
-                            streamer.end()
-
-                    worker = threading.Thread(target=run, daemon=True, name=f"hf-s1-{tag}-generate")
-                    worker.start()
-                    for chunk in streamer:
-                        sink.put((tag, chunk, _live_thinking_tokens(streamer)))
-                    worker.join()
-                    sink.put((tag, None, holder.get("error") or holder.get("result")))
-            except BaseException as exc:
+                    stream = stream_with_budget(
+                        self.model, tokenizer, question, budget, do_sample=temperature > 0,
+                        temperature=temperature or 1.0, max_new_tokens=max_new_tokens, stopping_criteria=stop,
+                        thread_name=f"hf-s1-{tag}-generate",
+                    )
+                    for chunk in stream:
+                        stats = stream.live_stats()  # has counted every chunk sent so far
+                        sink.put((tag, chunk, 0 if stats is None else stats.thinking_tokens))
+                    sink.put((tag, None, stream.result))
+            except BaseException as exc:  # hand the failure to the page instead of hanging it
                 sink.put((tag, None, exc))
 
         thread = threading.Thread(target=pump, daemon=True, name=f"hf-s1-{tag}")
@@ -185,13 +175,6 @@ class _Cancelled(StoppingCriteria):
         import torch
 
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
-def _live_thinking_tokens(streamer: BudgetStreamer) -> int:
-    # The tracker has already counted every token the streamer has sent (it classifies them).
-    processor = streamer.processor
-    stats = None if processor is None else processor.live_stats(0)
-    return 0 if stats is None else stats.thinking_tokens
 
 
 def _summary(view: ThoughtView) -> dict[str, Any] | None:
@@ -242,7 +225,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
             budget = budget_from_controls(settings, min_tokens, max_tokens, num_waits, extrapolation, custom)
             temperature = check_temperature(temperature)
             runtime.check_budget(budget)
-        except BudgetError as exc:
+        except HfS1Error as exc:
             # The error replaces the meter (and the telemetry), so the previous run's numbers do not stand next to
             # a request that never ran; the chats keep their history.
             yield gr.skip(), gr.skip(), f"⚠️ **Not run:** {exc}", None
@@ -299,7 +282,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         # Live feedback as the sliders move; `ask` checks every value again on the server.
         try:
             budget_from_controls(settings, min_value, max_value, 0, "Wait")
-        except BudgetError as exc:
+        except HfS1Error as exc:
             return gr.update(value=f"⚠️ {exc}", visible=True)
         return gr.update(value="", visible=False)
 

@@ -181,3 +181,61 @@ def test_from_pretrained_with_trust_remote_code_budget_forces_generate(published
                                                         max_answer_tokens=2))
     stats = out.budget_stats[0]
     assert 3 <= stats.thinking_tokens <= 5 and stats.thinking_ended
+
+
+# ---- a stored policy and plain transformers ---------------------------------------------------------------------
+
+
+def test_stored_policy_is_applied_by_the_processor_and_a_load_warns_once(published, tokenizer, tmp_path, caplog):
+    import logging
+    import shutil
+
+    from transformers import LogitsProcessorList
+
+    from hf_s1 import BudgetError, BudgetForcingLogitsProcessor, load_model
+
+    folder = shutil.copytree(published, tmp_path / "stored")  # a name no earlier load has warned about
+    with caplog.at_level(logging.WARNING, logger="hf_s1"):
+        model, tok = load_model(folder)
+        load_model(folder)
+    warnings = [r for r in caplog.records if "stores a thinking budget" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].name.startswith("hf_s1.")
+    assert "BudgetForcingLogitsProcessor.from_model" in warnings[0].getMessage()
+
+    stored = model.generation_config.thinking_budget  # {"version", "budget", "think_format"}
+    assert set(stored) == {"version", "budget", "think_format"}
+    inputs = _chat_inputs(tok)
+    width = inputs["input_ids"].shape[1]
+    for processor in (BudgetForcingLogitsProcessor.from_model(model, tok), BudgetForcingLogitsProcessor(tok, stored),
+                      BudgetForcingLogitsProcessor(tok, BudgetPolicy(BUDGET, "s1"))):
+        assert processor.budgets == [BUDGET] and processor.think_format.name == "s1"
+        out = model.generate(**inputs, logits_processor=LogitsProcessorList([processor]), max_new_tokens=30,
+                             do_sample=False)
+        stats = processor.stats(out[:, width:])[0]
+        assert (stats.thinking_tokens, stats.capped) == (6, True)
+
+    plain, _ = load_model(None)
+    with pytest.raises(BudgetError, match="no stored thinking budget"):
+        BudgetForcingLogitsProcessor.from_model(plain, tok)
+
+
+def test_pipeline_with_the_stored_policy_keeps_thinking_and_answer_apart(published, tokenizer):
+    from transformers import LogitsProcessorList, pipeline
+
+    from hf_s1 import BudgetForcingLogitsProcessor
+
+    model = AutoModelForCausalLM.from_pretrained(published)
+    pipe = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    processor = BudgetForcingLogitsProcessor.from_model(model, tokenizer)
+    text = tokenizer.apply_chat_template([{"role": "user", "content": PROMPT}], tokenize=False,
+                                         add_generation_prompt=True)
+    run = dict(logits_processor=LogitsProcessorList([processor]), max_new_tokens=30, do_sample=False,
+               return_full_text=False)
+    # By default the pipeline drops special tokens, and with them the s1 markers.
+    assert "<|im_start|>" not in pipe(text, **run)[0]["generated_text"]
+    generated = pipe(text, skip_special_tokens=False, **run)[0]["generated_text"]
+    fmt = processor.think_format
+    thinking, ended, answer = generated.partition(fmt.think_end)
+    assert thinking.startswith(fmt.think_start) and ended and answer.lstrip().startswith("Final Answer:")
+    reference = generate_with_budget(model, tokenizer, PROMPT, BUDGET, think_format="s1")[0]
+    assert thinking[len(fmt.think_start):].strip() == reference.thinking

@@ -259,17 +259,20 @@ def grade_with_model(
         column: name of the correctness column to add.
         question_column, solution_column: where the question and the reference answer are.
         batch_size: generation batch size.
-        **generate_kwargs: passed to `hf_s1.engines.transformers.generate_with_budget`.
+        **generate_kwargs: passed to the engine (`hf_s1.engines.base.TransformersEngine.generate`: sampling
+            settings, `seed`, `max_new_tokens`, and on to `generate_with_budget`).
     """
     from math_verify import parse, verify
 
-    from ..engines.transformers import generate_with_budget
+    from ..engines.base import TransformersEngine
 
     for c in (question_column, solution_column):
         if c not in dataset.column_names:
             raise DataError(f"column {c!r} is not in the data set; set question_column= / solution_column=.")
-    results = generate_with_budget(model, tokenizer, list(dataset[question_column]), budget, batch_size=batch_size,
-                                   **generate_kwargs)
+    engine = TransformersEngine(model, tokenizer, batch_size=batch_size,
+                                think_format=generate_kwargs.pop("think_format", None),
+                                system_prompt=generate_kwargs.pop("system_prompt", None))
+    results = engine.generate(list(dataset[question_column]), budget, **generate_kwargs)
     answers = [r.answer for r in results]
     correct = [bool(verify(parse(str(sol)), parse(ans))) for sol, ans in zip(dataset[solution_column], answers)]
     return dataset.add_column(column, correct).add_column(f"{column}_answer", answers)

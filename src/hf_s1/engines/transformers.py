@@ -18,11 +18,24 @@ from transformers.generation import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from ..budget import BudgetError, BudgetLike, BudgetStats, BudgetTracker, ThinkingBudget, TokenKind, answer_allowance, close_answer
+from ..budget import (
+    BudgetError,
+    BudgetLike,
+    BudgetStats,
+    BudgetTracker,
+    ThinkingBudget,
+    TokenKind,
+    answer_allowance,
+    as_budgets,
+    close_answer,
+    generation_allowance,
+    token_allowance,
+    validate,
+)
 from ..formats import ThinkFormat, get_format, marker_tokens
 from ..models import context_length
 from ..prompts import Prompt, check_sampling, prepare_requests
-from ..results import BudgetedGeneration, build_result
+from ..results import BudgetedGeneration, result_from_tracker
 from .batch_budget import BatchBudget, SlotSpec
 
 __all__ = [
@@ -32,6 +45,8 @@ __all__ = [
     "BudgetStreamer",
     "ThoughtChunk",
     "sampling_warpers",
+    "prepare_generate",
+    "check_one_sequence",
     "s1_reference_generate",
 ]
 
@@ -97,6 +112,17 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
     Thinking starts after the think-start marker: when the prompt does not end inside an open thinking block,
     the processor writes the marker as the first generated tokens.
 
+    A model published with `hf_s1.hub.push_model` stores its policy in `model.generation_config.thinking_budget`
+    (`{"version", "budget", "think_format"}`). Plain `generate` and `pipeline` ignore that entry; pass the mapping
+    as `budget`, or use `BudgetForcingLogitsProcessor.from_model(model, tokenizer)`, to apply it.
+
+    With `pipeline("text-generation", ...)`, pass the processor as `logits_processor=LogitsProcessorList([...])`.
+    The pipeline decodes with `skip_special_tokens=True` by default, which drops the s1 markers (`<|im_start|>`
+    is a special token) and with them the border between thinking and answer. To get the two apart, call it with
+    `skip_special_tokens=False, return_full_text=False` and split the text at `processor.think_format.think_end`
+    (the thinking starts after `think_format.think_start`); `processor.stats(new_ids)` needs the token ids
+    (`return_tensors=True`). `generate_with_budget` returns `thinking`, `answer` and the telemetry directly.
+
     Examples:
 
     ```python
@@ -125,12 +151,8 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
         think_format: str | ThinkFormat | None = None,
         generation_config: GenerationConfig | None = None,
     ) -> None:
-        if isinstance(budget, (ThinkingBudget, Mapping)):
-            budgets = [ThinkingBudget.from_dict(budget)]
-        elif isinstance(budget, Sequence) and not isinstance(budget, str) and len(budget) > 0:
-            budgets = [ThinkingBudget.from_dict(b) for b in budget]
-        else:
-            raise BudgetError(f"budget must be a ThinkingBudget or a non-empty list of them, got {budget!r}.")
+        budget, think_format = _policy_parts(budget, think_format)
+        budgets = as_budgets(budget)
         if generation_config is not None and not isinstance(generation_config, GenerationConfig):
             raise BudgetError(f"generation_config must be a transformers GenerationConfig, got {type(generation_config).__name__}.")
         self.think_format = get_format(think_format, tokenizer)
@@ -141,7 +163,7 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
             raise BudgetError('max_thinking_tokens="auto" needs the generation allowance: pass generation_config='
                               "GenerationConfig(max_new_tokens=...) to the processor, or use generate_with_budget.")
         for b in budgets:  # tokenizes and validates the budget strings now, not mid-generation
-            BudgetTracker(b.resolve(self.markers, allowance=1 << 30, longest_prompt=0), self.markers)
+            validate(b, self.markers)
         self.budgets = budgets
         self.pad_token_id = getattr(tokenizer, "pad_token_id", None)
         self.do_sample = bool(generation_config is not None and generation_config.do_sample)
@@ -155,6 +177,24 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
         self._reordered: torch.Tensor | None = None
         # Set by generate_with_budget, which samples the returned scores with no warper after this processor.
         self._output_warped = False
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, *, think_format: str | ThinkFormat | None = None,
+                   generation_config: GenerationConfig | None = None) -> BudgetForcingLogitsProcessor:
+        """The processor for the policy stored with a model (`model.generation_config.thinking_budget`, written by
+        `hf_s1.hub.push_model`): its budget, and its think format unless `think_format` is given. Plain `generate`
+        and `pipeline` ignore that entry; this applies it:
+
+        `model.generate(**inputs, logits_processor=[BudgetForcingLogitsProcessor.from_model(model, tokenizer)])`
+        """
+        from ..hub.policy import stored_policy
+
+        policy = stored_policy(model)
+        if policy is None:
+            raise BudgetError("this model has no stored thinking budget (generation_config.thinking_budget): pass a "
+                              "budget, BudgetForcingLogitsProcessor(tokenizer, ThinkingBudget(...)).")
+        fmt = think_format if think_format is not None else policy.think_format
+        return cls(tokenizer, policy.budget, fmt, generation_config)
 
     # -- generate() protocol ---------------------------------------------------------------------
 
@@ -243,6 +283,18 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
         """Telemetry of a streamed row so far (None before its first token)."""
         tracker = self._streamed.get(row)
         return None if tracker is None else tracker.stats
+
+
+def _policy_parts(budget: Any, think_format: Any) -> tuple[Any, Any]:
+    """A stored policy (`{"version", "budget", "think_format"}`, as in `generation_config.thinking_budget`, or a
+    `BudgetPolicy`) as its budget and format; any other budget is returned as it is."""
+    if (isinstance(budget, Mapping) and "budget" in budget) or (
+            hasattr(budget, "budget") and hasattr(budget, "think_format")):
+        from ..hub.policy import BudgetPolicy
+
+        policy = BudgetPolicy.from_dict(budget)
+        return policy.budget, think_format if think_format is not None else policy.think_format
+    return budget, think_format
 
 
 class _InjectionLog:
@@ -334,15 +386,14 @@ def generate_with_budget(
     if generate_kwargs.get("num_return_sequences", 1) != 1:
         raise BudgetError("num_return_sequences is not supported here: repeat the prompt in the list instead "
                           "(e.g. prompts * k), each copy gets its own result.")
-    if generate_kwargs.get("num_beams", 1) != 1:
-        raise BudgetError("budget forcing runs one sequence per row: beam search is not supported (num_beams=1).")
+    check_one_sequence(generate_kwargs.get("num_beams", 1))
     check_sampling(do_sample, temperature, top_p, top_k, min_p, generate_kwargs)
     sampling = _sampling_config(do_sample, temperature, top_p, top_k, min_p)
     user_processors = LogitsProcessorList(generate_kwargs.pop("logits_processor", None) or [])
     device = getattr(model, "device", torch.device("cpu"))
 
     results: list[BudgetedGeneration] = []
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else markers.stop_ids[0]
+    pad_id = _pad_token_id(tokenizer, markers)
     try:
         for start in range(0, len(texts), batch_size):
             chunk = req.input_ids[start : start + batch_size]
@@ -384,15 +435,9 @@ def generate_with_budget(
                                         pad_id, sampling, generate_kwargs)
                 for i, head, answer in zip(resumed, heads, answers):
                     new[i] = head + answer
-            for i, ids in enumerate(new):
-                tracker = trackers[i]
-                stats = tracker.finish(ids)
-                results.append(
-                    build_result(
-                        prompt_list[start + i], ids, stats, tracker.kinds, chunk_budgets[i],
-                        lambda t: tokenizer.decode(t, skip_special_tokens=False),
-                    )
-                )
+            decode = lambda t: tokenizer.decode(t, skip_special_tokens=False)  # noqa: E731
+            results.extend(result_from_tracker(prompt_list[start + i], ids, trackers[i], decode)
+                           for i, ids in enumerate(new))
     finally:
         if isinstance(streamer, BudgetStreamer):
             streamer.attach(None)
@@ -403,10 +448,7 @@ def _answer_calls(model: Any, rows: list[list[int]], budgets: list[ThinkingBudge
                   max_new_tokens: int | None, markers: Any, pad_id: int, sampling: GenerationConfig | None,
                   generate_kwargs: dict) -> list[list[int]]:
     """Plain generation of the answers of resumed rows (after the cut no budget rule applies but the answer cap)."""
-    limits = []
-    for b, r in zip(budgets, rows):
-        limit = answer_allowance(b, context, max_new_tokens)
-        limits.append(limit if context is None else min(limit, context - len(r)))
+    limits = [answer_allowance(b, context, max_new_tokens, prompt_len=len(r)) for b, r in zip(budgets, rows)]
     if max(limits) < 1:
         return [close_answer([], b, markers) for b in budgets]
     enc = _left_pad(rows, pad_id, model.device)
@@ -417,6 +459,57 @@ def _answer_calls(model: Any, rows: list[list[int]], budgets: list[ThinkingBudge
     out = model.generate(**enc, max_new_tokens=max(limits), pad_token_id=pad_id,
                          eos_token_id=list(markers.stop_ids), **settings, **generate_kwargs)
     return [close_answer(row[:limit], b, markers) for row, limit, b in zip(out[:, width:].tolist(), limits, budgets)]
+
+
+def check_one_sequence(num_beams: int | None) -> None:
+    """Budget forcing follows one sequence per row: refuse beam search."""
+    if num_beams not in (None, 1):
+        raise BudgetError("budget forcing runs one sequence per row: beam search is not supported (num_beams=1).")
+
+
+def _pad_token_id(tokenizer: Any, markers: Any) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else markers.stop_ids[0]
+
+
+def prepare_generate(
+    model: Any,
+    tokenizer: Any,
+    budget: Union[ThinkingBudget, Mapping[str, Any]],
+    *,
+    think_format: str | ThinkFormat | None = None,
+    generation_config: GenerationConfig | None = None,
+    input_ids: torch.Tensor | None = None,
+    **kwargs: Any,
+) -> tuple[BudgetForcingLogitsProcessor, dict[str, Any]]:
+    """Everything a plain `model.generate` call needs for budget forcing: the processor (deciding on the
+    distribution the call really samples from: `generation_config` and the sampling keywords over the model's
+    configuration) and the call's keywords completed with what the budget needs: `max_new_tokens` (the allowance,
+    when neither it nor `max_length` is set), the end-of-sequence ids and a pad id. `"auto"` caps are resolved
+    from the allowance and the prompt width. Used by `hf_s1.hub.budget_forcing_generate` (`custom_generate`).
+
+    Returns:
+        `(processor, kwargs)`: put the processor in `logits_processor` and pass `kwargs` on to `generate`.
+    """
+    fmt = get_format(think_format, tokenizer)
+    markers = marker_tokens(tokenizer, fmt)
+    if generation_config is not None and not isinstance(generation_config, GenerationConfig):
+        raise BudgetError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}.")
+    # The configuration generate() will really sample with: the call's over the model's.
+    effective = copy.deepcopy(generation_config if generation_config is not None else model.generation_config)
+    effective.update(**{k: v for k, v in kwargs.items() if hasattr(GenerationConfig(), k)})
+    check_one_sequence(getattr(effective, "num_beams", 1))
+    prompt_len = 0 if input_ids is None else int(input_ids.shape[-1])
+    context = context_length(model)
+    budget = ThinkingBudget.from_dict(budget).resolve(
+        markers, allowance=generation_allowance(context, effective.max_new_tokens), longest_prompt=prompt_len)
+    processor = BudgetForcingLogitsProcessor(tokenizer, budget, fmt,
+                                             generation_config=effective if effective.do_sample else None)
+    if effective.max_new_tokens is None and kwargs.get("max_length") is None and input_ids is not None:
+        kwargs["max_new_tokens"] = token_allowance(budget, markers, prompt_len, context)
+    kwargs.setdefault("eos_token_id", list(markers.stop_ids))
+    if kwargs.get("pad_token_id") is None and effective.pad_token_id is None:
+        kwargs["pad_token_id"] = _pad_token_id(tokenizer, markers)
+    return processor, kwargs
 
 
 def _left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: Any) -> dict[str, torch.Tensor]:
@@ -505,6 +598,10 @@ class BudgetStreamer(BaseStreamer):
             self.queue.put(ThoughtChunk(text[self._sent :], self._kind))
             self._sent = len(text)
 
+    def live_stats(self) -> BudgetStats | None:
+        """Telemetry of the followed sequence so far, counting every chunk already sent (None before the first)."""
+        return None if self.processor is None else self.processor.live_stats(0)
+
     def end(self) -> None:
         self._flush(final=True)
         if self.close_on_end:
@@ -524,8 +621,11 @@ def stream_with_budget(
     model: Any, tokenizer: Any, prompt: Prompt, budget: ThinkingBudget, **kwargs: Any
 ) -> Iterator[ThoughtChunk]:
     """Stream one budget-forced generation as `ThoughtChunk`s. Takes `generate_with_budget`'s keyword
-    arguments. After the stream ends, the iterator's `result` attribute holds the `BudgetedGeneration`."""
+    arguments, plus `timeout` (seconds to wait for a chunk) and `thread_name` (of the generating thread).
+    While streaming, the iterator's `live_stats()` is the telemetry so far; after the stream ends, its `result`
+    attribute holds the `BudgetedGeneration`. An error of the generation is raised by the iterator."""
     streamer = BudgetStreamer(tokenizer, timeout=kwargs.pop("timeout", None))
+    thread_name = kwargs.pop("thread_name", "hf-s1-generate")
     streamer.close_on_end = False
     holder: dict[str, Any] = {}
 
@@ -537,13 +637,14 @@ def stream_with_budget(
         finally:
             streamer.queue.put(BudgetStreamer._END)
 
-    thread = threading.Thread(target=run, daemon=True)
+    thread = threading.Thread(target=run, daemon=True, name=thread_name)
     thread.start()
     return _Stream(streamer, thread, holder)
 
 
 class _Stream:
     def __init__(self, streamer: BudgetStreamer, thread: threading.Thread, holder: dict) -> None:
+        self._streamer = streamer
         self._it = iter(streamer)
         self._thread = thread
         self._holder = holder
@@ -558,6 +659,10 @@ class _Stream:
             self._thread.join()
             raise
 
+    def live_stats(self) -> BudgetStats | None:
+        """Telemetry of the generation so far (None before its first token)."""
+        return self._streamer.live_stats()
+
     @property
     def result(self) -> BudgetedGeneration | None:
         return self._holder.get("result")
@@ -566,22 +671,15 @@ class _Stream:
 # ---- a multi-call loop in s1's shape (hf-s1's rules), for comparison ---------------------------------------------------------------
 
 
-def s1_reference_generate(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[Prompt],
-    budget: BudgetLike,
-    *,
-    think_format: str | ThinkFormat | None = None,
-    system_prompt: str | None = None,
-    answer_tokens: int = 512,
-) -> list[BudgetedGeneration]:
+def s1_reference_generate(model: Any, tokenizer: Any, prompts: Sequence[Prompt], budget: BudgetLike, *,
+                          answer_tokens: int = 512, **request: Any) -> list[BudgetedGeneration]:
     """Budget forcing the way s1's reference runs it: one prompt at a time, one greedy `generate` call per
     round, each re-reading prompt + thinking. For comparison and benchmarks only; greedy decoding yields the
-    same token ids as `generate_with_budget`."""
+    same token ids as `generate_with_budget`. `request`: `think_format`, `system_prompt`, `chat_template`, as in
+    `generate_with_budget` (`hf_s1.prompts.prepare_requests`)."""
     from ..reference import s1_loop_result
 
-    req = prepare_requests(tokenizer, prompts, budget, think_format=think_format, system_prompt=system_prompt)
+    req = prepare_requests(tokenizer, prompts, budget, **request)
     markers = req.markers
     device = getattr(model, "device", torch.device("cpu"))
 

@@ -11,7 +11,6 @@ and a model loaded with `from_pretrained("me/repo", trust_remote_code=True)` has
 
 from __future__ import annotations
 
-import copy
 import os
 import pprint
 from collections.abc import Mapping
@@ -21,7 +20,7 @@ from typing import Any, Union
 
 from ..budget import BudgetError, ThinkingBudget
 from ..formats import ThinkFormat
-from .policy import GENERATION_CONFIG_KEY, BudgetPolicy
+from .policy import BudgetPolicy, stored_policy
 
 __all__ = ["budget_forcing_generate", "export_custom_generate", "custom_generate_files"]
 
@@ -61,25 +60,19 @@ def export_custom_generate(folder: Union[str, os.PathLike], policy: BudgetPolicy
 
 def _resolve_policy(thinking_budget: Any, think_format: Any, model: Any, default_policy: Any) -> BudgetPolicy:
     """The call's budget, else the model's `generation_config.thinking_budget`, else the repo default."""
-    stored = getattr(getattr(model, "generation_config", None), GENERATION_CONFIG_KEY, None)
-    for source in (thinking_budget, stored, default_policy):
+    stored = stored_policy(model)
+    default = None if default_policy is None else BudgetPolicy.from_dict(default_policy)
+    for source in (thinking_budget, stored, default):
         if source is None:
             continue
-        if isinstance(source, ThinkingBudget):
-            policy = BudgetPolicy(source)
-        elif isinstance(source, BudgetPolicy):
-            policy = source
-        elif isinstance(source, Mapping):
-            policy = BudgetPolicy.from_dict(source)
-        else:
+        if not isinstance(source, (ThinkingBudget, BudgetPolicy, Mapping)):
             raise BudgetError(f"thinking_budget must be a ThinkingBudget or a dict of its fields, got {type(source).__name__}.")
+        policy = BudgetPolicy.from_dict(source)
         fmt = think_format if think_format is not None else policy.think_format
         # A call-level budget without a format keeps the repo's format.
         if fmt is None and source is thinking_budget:
-            for other in (stored, default_policy):
-                if isinstance(other, Mapping) and other.get("think_format") is not None:
-                    fmt = BudgetPolicy.from_dict(other).think_format
-                    break
+            fmt = next((other.think_format for other in (stored, default) if other is not None
+                        and other.think_format is not None), None)
         return BudgetPolicy(policy.budget, fmt)
     raise BudgetError(
         "no thinking budget: pass thinking_budget=ThinkingBudget(...) (or a dict) to generate, or publish the model "
@@ -141,41 +134,18 @@ def budget_forcing_generate(
 
     ```
     """
-    from transformers import GenerationConfig, LogitsProcessorList
+    from transformers import LogitsProcessorList
     from transformers.generation.utils import GenerationMixin
 
-    from ..engines.transformers import BudgetForcingLogitsProcessor
-    from ..models import context_length
-    from ..formats import get_format, marker_tokens
-    from ..budget import generation_allowance, token_allowance
+    from ..engines.transformers import prepare_generate
 
     kwargs.pop("trust_remote_code", None)
     kwargs.pop("custom_generate", None)
     tokenizer = kwargs.get("tokenizer") or _load_tokenizer(model)
     policy = _resolve_policy(thinking_budget, think_format, model, default_policy)
-    fmt = get_format(policy.think_format, tokenizer)
-    markers = marker_tokens(tokenizer, fmt)
-
-    # The configuration generate() will really sample with: the call's over the model's.
-    if generation_config is not None and not isinstance(generation_config, GenerationConfig):
-        raise BudgetError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}.")
-    effective = copy.deepcopy(generation_config if generation_config is not None else model.generation_config)
-    effective.update(**{k: v for k, v in kwargs.items() if hasattr(GenerationConfig(), k)})
-    if getattr(effective, "num_beams", 1) not in (None, 1):
-        raise BudgetError("budget forcing runs one sequence per row: beam search is not supported (num_beams=1).")
     input_ids = inputs if inputs is not None else kwargs.get("input_ids")
-    prompt_len = 0 if input_ids is None else int(input_ids.shape[-1])
-    allowance = generation_allowance(context_length(model), effective.max_new_tokens)
-    budget = policy.budget.resolve(markers, allowance=allowance, longest_prompt=prompt_len)
-    processor = BudgetForcingLogitsProcessor(tokenizer, budget, fmt,
-                                             generation_config=effective if effective.do_sample else None)
-
-    if effective.max_new_tokens is None and kwargs.get("max_length") is None and input_ids is not None:
-        kwargs["max_new_tokens"] = token_allowance(budget, markers, prompt_len, context_length(model))
-    kwargs.setdefault("eos_token_id", list(markers.stop_ids))
-    if kwargs.get("pad_token_id") is None and effective.pad_token_id is None:
-        kwargs["pad_token_id"] = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else markers.stop_ids[0]
-
+    processor, kwargs = prepare_generate(model, tokenizer, policy.budget, think_format=policy.think_format,
+                                         generation_config=generation_config, input_ids=input_ids, **kwargs)
     processors = LogitsProcessorList([*(logits_processor or []), processor])
     # GenerationMixin.generate, not model.generate: from_pretrained(trust_remote_code=True) rebinds the latter
     # to this very function.

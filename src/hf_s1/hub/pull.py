@@ -14,7 +14,7 @@ from huggingface_hub import snapshot_download
 from ..budget import ThinkingBudget
 from ._target import Target, check_repo_id, is_local_target, local_path
 from .errors import HubConflictError, HubInputError, translate_hub_errors
-from .policy import GENERATION_CONFIG_KEY, BudgetPolicy
+from .policy import GENERATION_CONFIG_KEY, BudgetPolicy, warn_stored_policy
 
 __all__ = ["PulledModel", "pull_model", "pull_snapshot", "pull_policy", "pull_dataset"]
 
@@ -101,18 +101,7 @@ def pull_policy(source: Target, **kwargs: Any) -> BudgetPolicy | None:
     return BudgetPolicy.load(pull_snapshot(source, **kwargs))
 
 
-def pull_model(
-    source: Target,
-    *,
-    revision: str | None = None,
-    token: Union[str, bool, None] = None,
-    cache_dir: Union[str, os.PathLike, None] = None,
-    local_dir: Union[str, os.PathLike, None] = None,
-    local_files_only: bool = False,
-    endpoint: str | None = None,
-    dtype: Any = None,
-    device: str | None = None,
-) -> PulledModel:
+def pull_model(source: Target, *, dtype: Any = None, device: str | None = None, **snapshot: Any) -> PulledModel:
     """Load `(model, tokenizer, budget)` from a Hub repo or a local folder, with the published thinking budget.
 
     The policy's think format is kept on `model.generation_config.thinking_budget`, where
@@ -120,9 +109,9 @@ def pull_model(
 
     Args:
         source: a Hub repo id (`"me/s1-smollm2"`) or a local folder.
-        revision: branch, tag or commit hash.
-        token, cache_dir, local_dir, local_files_only, endpoint: as in `pull_snapshot`.
         dtype: weights dtype (default float32), device: where to put the model.
+        snapshot: `pull_snapshot`'s keyword arguments: `revision` (branch, tag or commit hash), `token`,
+            `cache_dir`, `local_dir`, `local_files_only`, `endpoint`.
 
     Examples:
 
@@ -137,14 +126,14 @@ def pull_model(
     """
     from ..models import load_model
 
-    folder = pull_snapshot(source, revision=revision, token=token, cache_dir=cache_dir, local_dir=local_dir,
-                           local_files_only=local_files_only, endpoint=endpoint)
+    folder = pull_snapshot(source, **snapshot)
     if not (folder / "config.json").is_file():
         raise HubInputError(f"{os.fspath(source)!r} holds no config.json: it is not a transformers model.")
     policy = BudgetPolicy.load(folder)
     model, tokenizer = load_model(folder, dtype=dtype, device=device)
     if policy is not None:
         setattr(model.generation_config, GENERATION_CONFIG_KEY, policy.to_dict())
+        warn_stored_policy(model)  # (load_model warned already when generation_config.json held it)
     return PulledModel(model, tokenizer, None if policy is None else policy.budget)
 
 

@@ -190,13 +190,6 @@ def push_model(
     budget: Union[ThinkingBudget, BudgetPolicy, Mapping[str, Any], None] = None,
     think_format: Union[str, ThinkFormat, None] = None,
     eval_results: EvalSource | None = None,
-    base_model: str | None = None,
-    datasets: Union[str, Sequence[str], None] = None,
-    tags: Union[str, Sequence[str], None] = None,
-    license: str | None = None,
-    language: Union[str, Sequence[str], None] = "en",
-    model_name: str | None = None,
-    description: str | None = None,
     custom_generate: bool = True,
     private: bool | None = None,
     revision: str | None = None,
@@ -206,6 +199,7 @@ def push_model(
     token: Union[str, bool, None] = None,
     endpoint: str | None = None,
     dry_run: bool = False,
+    **card_fields: Any,
 ) -> PushPlan:
     """Publish a model folder with its thinking-budget policy, card and evaluation results in one commit.
 
@@ -221,7 +215,6 @@ def push_model(
         budget: the default `ThinkingBudget` (or a `BudgetPolicy` / dict); default: the folder's own policy.
         think_format: the model's think format (`"s1"`, `"r1"`, a `ThinkFormat`); default: detected at use.
         eval_results: see `load_eval_results` (records, rows, or an evaluation output folder).
-        base_model, datasets, tags, license, language, model_name, description: card content.
         custom_generate: add the `custom_generate/` layout.
         private: create the repo private (only used when it does not exist yet).
         revision: branch to commit to (created from the default branch if missing).
@@ -231,6 +224,8 @@ def push_model(
         token: a write token; default: the saved login or `HF_TOKEN`. Never printed or logged.
         endpoint: another Hub endpoint (e.g. a private Hub).
         dry_run: return the plan (operations and rendered card) without writing or using the network.
+        card_fields: card content, `render_model_card`'s keyword arguments: `base_model`, `datasets`, `tags`,
+            `license`, `language` (default `"en"`), `model_name`, `description`.
 
     Returns:
         The `PushPlan`; after a Hub push it holds `commit_url` / `commit_oid` (and `pr_url`).
@@ -267,11 +262,8 @@ def push_model(
     policy = _policy_of(budget, think_format, src)
     records = load_eval_results(eval_results)
 
-    card = render_model_card(
-        target_str, policy=policy, eval_results=records, base_model=base_model, datasets=datasets, tags=tags,
-        license=license, language=language, model_name=model_name, description=description,
-        custom_generate=custom_generate,
-    )
+    card = render_model_card(target_str, policy=policy, eval_results=records, custom_generate=custom_generate,
+                             **card_fields)
     generated = [_generated("README.md", str(card))]
     if policy is not None:
         generated.append(_generated(POLICY_FILE, policy.to_json()))
@@ -377,12 +369,6 @@ def push_dataset(
     target: Target,
     *,
     split: str = "train",
-    pretty_name: str | None = None,
-    description: str | None = None,
-    license: str | None = None,
-    language: Union[str, Sequence[str], None] = "en",
-    source_datasets: Union[str, Sequence[str], None] = None,
-    tags: Union[str, Sequence[str], None] = None,
     private: bool | None = None,
     revision: str | None = None,
     create_pr: bool = False,
@@ -390,6 +376,7 @@ def push_dataset(
     token: Union[str, bool, None] = None,
     endpoint: str | None = None,
     dry_run: bool = False,
+    **card_fields: Any,
 ) -> PushPlan:
     """Publish an s1K-style data set (questions with reasoning traces) as parquet plus a dataset card, in one commit.
 
@@ -400,7 +387,8 @@ def push_dataset(
         data: a `Dataset`, a `DatasetDict`, a list of row dicts, or a `.jsonl` / `.json` / `.parquet` file.
         target: a Hub dataset repo id, or a local folder (as in `push_model`).
         split: the split name for a single data set.
-        pretty_name, description, license, language, source_datasets, tags: card content.
+        card_fields: card content, `render_dataset_card`'s keyword arguments: `pretty_name`, `description`,
+            `license`, `language` (default `"en"`), `source_datasets`, `tags`.
         private, revision, create_pr, commit_message, token, endpoint, dry_run: as in `push_model`.
 
     Examples:
@@ -437,11 +425,8 @@ def push_dataset(
         ds.to_parquet(buf)
         files.append(_generated(f"data/{name}-00000-of-00001.parquet", buf.getvalue()))
     first = next(iter(dd.values()))
-    card = render_dataset_card(
-        target_str, splits={n: ds.num_rows for n, ds in dd.items()}, columns=first.column_names,
-        trace_column=trace_column, pretty_name=pretty_name, description=description, license=license,
-        language=language, source_datasets=source_datasets, tags=tags,
-    )
+    card = render_dataset_card(target_str, splits={n: ds.num_rows for n, ds in dd.items()},
+                               columns=first.column_names, trace_column=trace_column, **card_fields)
     files.append(_generated("README.md", str(card)))
     message = commit_message or f"Upload data set with hf-s1 ({sum(ds.num_rows for ds in dd.values())} rows)"
     plan = PushPlan(target_str, "dataset", local, files, [], card, None, revision, private, create_pr, message)

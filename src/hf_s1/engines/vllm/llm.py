@@ -13,7 +13,7 @@ from ...budget import BudgetError, BudgetLike, BudgetTracker, answer_allowance, 
 from ...formats import ThinkFormat
 from ...prompts import Prompt, check_sampling, prepare_requests
 from ...reference import s1_loop_result
-from ...results import BudgetedGeneration, build_result
+from ...results import BudgetedGeneration, result_from_tracker
 from .params import BUDGET_KEY, FORMAT_KEY, RESUME_KEY
 from .processor import BudgetForcingLogitsProcessor
 
@@ -70,11 +70,10 @@ def _model_config(llm: Any) -> Any:
     return config
 
 
-def _prepare(llm: Any, prompts: Union[Prompt, Sequence[Prompt]], budget: BudgetLike, think_format, system_prompt,
-             chat_template: bool, max_new_tokens: int | None = None):
+def _prepare(llm: Any, prompts: Union[Prompt, Sequence[Prompt]], budget: BudgetLike, *,
+             max_new_tokens: int | None = None, **request: Any):
     tokenizer = llm.get_tokenizer()
-    req = prepare_requests(tokenizer, prompts, budget, think_format=think_format, system_prompt=system_prompt,
-                           chat_template=chat_template)
+    req = prepare_requests(tokenizer, prompts, budget, **request)
     limits = req.token_limits(getattr(_model_config(llm), "max_model_len", None), max_new_tokens)  # resolves "auto"
     ids = req.input_ids
     prompt_list, fmt, markers, budgets = req.prompts, req.think_format, req.markers, req.budgets
@@ -145,8 +144,8 @@ def generate_with_budget(
     if "extra_args" in sampling_kwargs or "logits_processors" in sampling_kwargs:
         raise BudgetError("generate_with_budget sets extra_args itself: pass the budget as `budget`.")
     prompt_list, tokenizer, fmt, markers, budgets, prompt_ids, limits = _prepare(
-        llm, prompts, budget, think_format, system_prompt, chat_template, max_new_tokens
-    )
+        llm, prompts, budget, think_format=think_format, system_prompt=system_prompt, chat_template=chat_template,
+        max_new_tokens=max_new_tokens)
     if fmt.name not in ("s1", "r1"):
         raise BudgetError(f"the vLLM engine takes the preset formats 's1' or 'r1' (per-request key {FORMAT_KEY!r}), got {fmt.name!r}.")
     context = getattr(config, "max_model_len", None)
@@ -174,31 +173,18 @@ def generate_with_budget(
         heads = [row[4].resume() for row in resumed]
         answer_params = []
         for (_, ids, b, _, _), head in zip(resumed, heads):
-            limit = answer_allowance(b, context, max_new_tokens)
-            limit = limit if context is None else min(limit, context - len(ids) - len(head))
+            limit = answer_allowance(b, context, max_new_tokens, prompt_len=len(ids) + len(head))
             answer_params.append(SamplingParams(max_tokens=max(limit, 1), **settings, **extra))
         answers = llm.generate([TokensPrompt(prompt_token_ids=row[1] + head) for row, head in zip(resumed, heads)],
                                answer_params, use_tqdm=use_tqdm)
         for row, head, out, sp in zip(resumed, heads, answers, answer_params):
             row[3] = head + close_answer(out.outputs[0].token_ids, row[2], markers)
     decode = lambda t: tokenizer.decode(t, skip_special_tokens=False)  # noqa: E731
-    results = []
-    for prompt, _, b, generated, tracker in rows:
-        stats = tracker.finish(generated)
-        results.append(build_result(prompt, generated, stats, tracker.kinds, b, decode))
-    return results
+    return [result_from_tracker(prompt, generated, tracker, decode) for prompt, _, _, generated, tracker in rows]
 
 
-def s1_reference_generate(
-    llm: LLM,
-    prompts: Union[Prompt, Sequence[Prompt]],
-    budget: BudgetLike,
-    *,
-    think_format: str | ThinkFormat | None = None,
-    system_prompt: str | None = None,
-    chat_template: bool = True,
-    answer_tokens: int = 512,
-) -> list[BudgetedGeneration]:
+def s1_reference_generate(llm: LLM, prompts: Union[Prompt, Sequence[Prompt]], budget: BudgetLike, *,
+                          answer_tokens: int = 512, **request: Any) -> list[BudgetedGeneration]:
     """Budget forcing in s1's multi-call shape (hf-s1's rules) on vLLM, for comparison: per prompt, repeated
     greedy `llm.generate` calls that stop at an end of thinking, append "Wait" and call again (re-reading prompt
     + thinking each time).
@@ -207,15 +193,15 @@ def s1_reference_generate(
 
     Args:
         llm: a `vllm.LLM`.
-        prompts, budget, think_format, system_prompt, chat_template: as in `generate_with_budget`.
+        prompts, budget: as in `generate_with_budget`.
         answer_tokens: answer allowance when the budget sets no `max_answer_tokens`.
+        request: `think_format`, `system_prompt`, `chat_template`, as in `generate_with_budget`
+            (`hf_s1.prompts.prepare_requests`).
     """
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    prompt_list, tokenizer, fmt, markers, budgets, prompt_ids, _ = _prepare(
-        llm, prompts, budget, think_format, system_prompt, chat_template
-    )
+    prompt_list, tokenizer, fmt, markers, budgets, prompt_ids, _ = _prepare(llm, prompts, budget, **request)
 
     def complete(ids: list[int], max_new: int, stop_ids: Sequence[int]) -> list[int]:
         sp = SamplingParams(max_tokens=max_new, temperature=0.0, stop_token_ids=list(stop_ids), skip_special_tokens=False)
