@@ -134,6 +134,36 @@ def test_s1_loop_on_vllm_matches_single_pass(llm):
     assert sum(r.waits for r in single) >= 2
 
 
+def test_s1_profile_equals_the_multi_call_rules(llm):
+    """24 greedy runs (4 prompts x caps 8/16 x 0/2/4 Waits) on vLLM: the one-pass s1 profile gives the ids of the
+    multi-call implementation of s1's evaluation rules (vLLM's own min_tokens / stop ids per round), including
+    runs whose Wait rounds run past the cap (resumed from the cut)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from s1_eval_reference import compare_profile
+
+    def complete(ids, max_new, stop_ids, min_tokens):
+        sp = SamplingParams(max_tokens=max_new, temperature=0.0, stop_token_ids=list(stop_ids), min_tokens=min_tokens,
+                            skip_special_tokens=False)
+        return list(llm.generate([TokensPrompt(prompt_token_ids=ids)], sp, use_tqdm=False)[0].outputs[0].token_ids)
+
+    prompts = ["What is 17 * 23?", "What is 10/4?", "Is 221 prime?", "What is 2+3?"]
+    matches, runs, overran = compare_profile(
+        lambda p, budget: vllm_engine.generate_with_budget(llm, p, budget), complete, llm.get_tokenizer(), prompts,
+        caps=(8, 16), waits=(0, 2, 4), answer_tokens=12)
+    assert (matches, runs) == (24, 24)
+    assert overran >= 6, overran
+
+
+def test_s1_profile_and_auto_requests_need_a_client_that_resumes(llm):
+    for budget, match in (({"profile": "s1", "max_thinking_tokens": 8}, "second call"),
+                          ({"max_thinking_tokens": "auto"}, "whole batch")):
+        with pytest.raises((BudgetError, ValueError), match=match):
+            vllm_engine.BudgetForcingLogitsProcessor.validate_params(SamplingParams(extra_args={"thinking_budget": budget}))
+
+
 def test_sampler_probabilities_match_transformers_warpers():
     from transformers import GenerationConfig
 
@@ -191,7 +221,7 @@ def test_thinking_token_budget_with_a_budget_is_refused():
     vllm_engine.BudgetForcingLogitsProcessor.validate_params(SamplingParams(thinking_token_budget=10))  # ours unused
 
 
-def test_tokenizer_checks_hold_from_the_first_request(default_model_dir):
+def test_tokenizer_checks_hold_from_the_first_request(default_model_dir):  # builds a second LLM: keep it last
     # A fresh engine: its very first request with an extrapolation only the tokenizer can judge (it starts with the
     # end marker's first token) is refused at admission, not generated without a budget; so is one the text
     # check catches (an end-of-turn token).
@@ -202,32 +232,3 @@ def test_tokenizer_checks_hold_from_the_first_request(default_model_dir):
         with pytest.raises(VLLMValidationError, match=match):
             llm.generate([TokensPrompt(prompt_token_ids=[1, 2, 3])], bad, use_tqdm=False)
 
-
-def test_s1_profile_equals_the_multi_call_rules(llm):
-    """24 greedy runs (4 prompts x caps 8/16 x 0/2/4 Waits) on vLLM: the one-pass s1 profile gives the ids of the
-    multi-call implementation of s1's evaluation rules (vLLM's own min_tokens / stop ids per round), including
-    runs whose Wait rounds run past the cap (resumed from the cut)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from s1_eval_reference import compare_profile
-
-    def complete(ids, max_new, stop_ids, min_tokens):
-        sp = SamplingParams(max_tokens=max_new, temperature=0.0, stop_token_ids=list(stop_ids), min_tokens=min_tokens,
-                            skip_special_tokens=False)
-        return list(llm.generate([TokensPrompt(prompt_token_ids=ids)], sp, use_tqdm=False)[0].outputs[0].token_ids)
-
-    prompts = ["What is 17 * 23?", "What is 10/4?", "Is 221 prime?", "What is 2+3?"]
-    matches, runs, overran = compare_profile(
-        lambda p, budget: vllm_engine.generate_with_budget(llm, p, budget), complete, llm.get_tokenizer(), prompts,
-        caps=(8, 16), waits=(0, 2, 4), answer_tokens=12)
-    assert (matches, runs) == (24, 24)
-    assert overran >= 6, overran
-
-
-def test_s1_profile_and_auto_requests_need_a_client_that_resumes(llm):
-    for budget, match in (({"profile": "s1", "max_thinking_tokens": 8}, "second call"),
-                          ({"max_thinking_tokens": "auto"}, "whole batch")):
-        with pytest.raises((BudgetError, ValueError), match=match):
-            vllm_engine.BudgetForcingLogitsProcessor.validate_params(SamplingParams(extra_args={"thinking_budget": budget}))
