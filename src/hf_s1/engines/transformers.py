@@ -475,17 +475,20 @@ def prepare_generate(
     model: Any,
     tokenizer: Any,
     budget: Union[ThinkingBudget, Mapping[str, Any]],
+    /,
     *,
     think_format: str | ThinkFormat | None = None,
     generation_config: GenerationConfig | None = None,
-    input_ids: torch.Tensor | None = None,
+    prompt_ids: torch.Tensor | None = None,
     **kwargs: Any,
 ) -> tuple[BudgetForcingLogitsProcessor, dict[str, Any]]:
     """Everything a plain `model.generate` call needs for budget forcing: the processor (deciding on the
     distribution the call really samples from: `generation_config` and the sampling keywords over the model's
     configuration) and the call's keywords completed with what the budget needs: `max_new_tokens` (the allowance,
     when neither it nor `max_length` is set), the end-of-sequence ids and a pad id. `"auto"` caps are resolved
-    from the allowance and the prompt width. Used by `hf_s1.hub.budget_forcing_generate` (`custom_generate`).
+    from the allowance and the width of `prompt_ids` (the call's `inputs` / `input_ids`). Used by `hf_s1.hub.budget_forcing_generate` (`custom_generate`).
+
+    `model`, `tokenizer` and `budget` are positional, so `kwargs` may hold `generate`'s own `tokenizer=`.
 
     Returns:
         `(processor, kwargs)`: put the processor in `logits_processor` and pass `kwargs` on to `generate`.
@@ -498,13 +501,13 @@ def prepare_generate(
     effective = copy.deepcopy(generation_config if generation_config is not None else model.generation_config)
     effective.update(**{k: v for k, v in kwargs.items() if hasattr(GenerationConfig(), k)})
     check_one_sequence(getattr(effective, "num_beams", 1))
-    prompt_len = 0 if input_ids is None else int(input_ids.shape[-1])
+    prompt_len = 0 if prompt_ids is None else int(prompt_ids.shape[-1])
     context = context_length(model)
     budget = ThinkingBudget.from_dict(budget).resolve(
         markers, allowance=generation_allowance(context, effective.max_new_tokens), longest_prompt=prompt_len)
     processor = BudgetForcingLogitsProcessor(tokenizer, budget, fmt,
                                              generation_config=effective if effective.do_sample else None)
-    if effective.max_new_tokens is None and kwargs.get("max_length") is None and input_ids is not None:
+    if effective.max_new_tokens is None and kwargs.get("max_length") is None and prompt_ids is not None:
         kwargs["max_new_tokens"] = token_allowance(budget, markers, prompt_len, context)
     kwargs.setdefault("eos_token_id", list(markers.stop_ids))
     if kwargs.get("pad_token_id") is None and effective.pad_token_id is None:

@@ -145,7 +145,7 @@ def budget_forcing_generate(
     policy = _resolve_policy(thinking_budget, think_format, model, default_policy)
     input_ids = inputs if inputs is not None else kwargs.get("input_ids")
     processor, kwargs = prepare_generate(model, tokenizer, policy.budget, think_format=policy.think_format,
-                                         generation_config=generation_config, input_ids=input_ids, **kwargs)
+                                         generation_config=generation_config, prompt_ids=input_ids, **kwargs)
     processors = LogitsProcessorList([*(logits_processor or []), processor])
     # GenerationMixin.generate, not model.generate: from_pretrained(trust_remote_code=True) rebinds the latter
     # to this very function.
