@@ -56,3 +56,93 @@ def test_generate_on_vllm_matches_transformers_and_keeps_stdout_json():
         rows[engine] = [json.loads(line) for line in proc.stdout.splitlines()]  # every stdout line is JSON
     assert rows["vllm"] == rows["transformers"]
     assert all(8 <= r["thinking_tokens"] <= 16 for r in rows["vllm"])
+
+
+# ---- the parser: dataclass fields as flags, hf-s1 0.1's names as aliases, verbosity, --version -----------------
+
+
+def _parse(*argv):
+    from hf_s1.cli import build_parser
+
+    return build_parser().parse_args(list(argv))
+
+
+def test_flags_are_the_field_names_and_the_old_names_still_work():
+    from hf_s1 import ThinkingBudget
+    from hf_s1.cli import BudgetArguments, from_namespace
+
+    new = _parse("generate", "q", "--max_thinking_tokens", "32", "--min_thinking_tokens", "8", "--num_waits", "2",
+                 "--max_answer_tokens", "8", "--max_new_tokens", "200", "--extrapolation", "Hmm",
+                 "--extrapolation", "Wait", "--profile", "hf-s1", "--answer_prefix", "Answer:")
+    old = _parse("generate", "q", "--max-thinking", "32", "--min-thinking", "8", "--num-waits", "2",
+                 "--max-answer", "8", "--max-new-tokens", "200", "--extrapolation", "Hmm", "--extrapolation", "Wait",
+                 "--profile", "hf-s1", "--answer-prefix", "Answer:")
+    assert from_namespace(BudgetArguments, new) == from_namespace(BudgetArguments, old)
+    assert from_namespace(BudgetArguments, new).budget() == ThinkingBudget(
+        max_thinking_tokens=32, min_thinking_tokens=8, num_waits=2, max_answer_tokens=8, extrapolation=["Hmm", "Wait"],
+        answer_prefix="Answer:")
+    auto = from_namespace(BudgetArguments, _parse("generate", "q", "--max-thinking", "auto"))
+    assert auto.max_thinking_tokens == ["auto"] and auto.budget().max_thinking_tokens == "auto"
+    assert from_namespace(BudgetArguments, _parse("generate", "q")).budget() == ThinkingBudget()
+    # The same dataclass, from a dict or a recipe-style file, as HfArgumentParser reads them.
+    from transformers import HfArgumentParser
+
+    (from_dict,) = HfArgumentParser(BudgetArguments).parse_dict({"max_thinking_tokens": "64,auto", "num_waits": 2})
+    assert (from_dict.max_thinking_tokens, from_dict.num_waits) == ([64, "auto"], [2])
+
+
+def test_budget_flags_are_defined_once_for_generate_and_eval():
+    from hf_s1.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+
+    def budget_flags(name):
+        group = next(g for g in sub[name]._action_groups if g.title == "thinking budget")
+        return [tuple(a.option_strings) for a in group._group_actions]
+
+    assert budget_flags("generate") == budget_flags("eval")
+    assert ("--max_thinking_tokens", "--max-thinking-tokens", "--max-thinking") in budget_flags("eval")
+    # eval sweeps comma lists; generate takes one budget and says where sweeps live.
+    args = _parse("eval", "--benchmark", "aime24", "--out", "runs/x", "--max_thinking_tokens", "64,auto",
+                  "--num_waits", "0,2")
+    assert (args.max_thinking_tokens, args.num_waits) == ([64, "auto"], [0, 2])
+
+
+def test_generate_refuses_a_sweep_without_loading_a_model(capsys):
+    from hf_s1.cli import main
+
+    assert main(["generate", "q", "--max-thinking", "16,32"]) == 2
+    assert "comma lists sweep budgets in `hf-s1 eval`" in capsys.readouterr().err
+
+
+def test_help_shows_defaults_and_version():
+    help_text = subprocess.run([*HF_S1, "generate", "--help"], capture_output=True, text=True, env=ENV,
+                               timeout=120).stdout
+    assert "--max_thinking_tokens" in help_text and "--max-thinking" in help_text
+    assert "(default: Final Answer:)" in help_text and "(default: transformers)" in help_text
+    version = subprocess.run([*HF_S1, "--version"], capture_output=True, text=True, env=ENV, timeout=120)
+    from hf_s1 import __version__
+
+    assert version.returncode == 0 and version.stdout.strip() == f"hf-s1 {__version__}"
+
+
+def test_verbosity_flags_and_environment_variable(monkeypatch):
+    import logging
+
+    from hf_s1.cli import set_verbosity
+
+    logger = logging.getLogger("hf_s1")
+    monkeypatch.setattr(logger, "level", logger.level)  # restored afterwards
+    for argv, level in ([[], "WARNING"], [["-v"], "INFO"], [["-q"], "ERROR"], [["--verbosity", "debug"], "DEBUG"]):
+        args = _parse(*argv, "generate", "q")
+        set_verbosity(args.verbosity)
+        assert logging.getLevelName(logger.level) == level, argv
+    # After the sub-command too, and from the environment when no flag is given.
+    assert _parse("generate", "q", "--verbosity", "error").verbosity == "error"
+    assert _parse("--verbosity", "info", "generate", "q").verbosity == "info"  # the sub-command keeps it
+    monkeypatch.setenv("HF_S1_VERBOSITY", "info")
+    set_verbosity(_parse("generate", "q").verbosity)
+    assert logger.level == logging.INFO
+    proc = subprocess.run([*HF_S1, "-v", "generate", "q", "--max-thinking", "2,3"], capture_output=True, text=True,
+                          env={**ENV, "HF_S1_VERBOSITY": "debug"}, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""

@@ -5,12 +5,43 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
 
 from .loading import DataError, load_s1k
 
-__all__ = ["add_curate_subcommand", "run_curate"]
+__all__ = ["CurateArguments", "add_curate_subcommand", "run_curate"]
+
+
+@dataclass
+class CurateArguments:
+    """`hf-s1 curate`'s options (flags are the field names; dashed forms work too)."""
+
+    _argument_group_name = "curation"
+
+    pool: str = field(metadata={"help": "Hub data set id or local .jsonl/.parquet file or folder"})
+    out: str = field(metadata={"help": "output folder"})
+    size: int = field(default=1000, metadata={"help": "rows to select (s1K: 1000)"})
+    seed: int = field(default=0, metadata={"help": "random seed of the diversity sampling"})
+    split: str = field(default="train", metadata={"help": "split of a Hub data set"})
+    trace: Optional[str] = field(default=None, metadata={
+        "help": "trace columns: s1k, gemini or deepseek; None: detected"})
+    eval_set: Union[list, str, None] = field(default_factory=list, metadata={
+        "action": "append", "metavar": "FILE[:COLUMN]",
+        "help": "evaluation questions to decontaminate against (.jsonl/.parquet; column default 'problem', then "
+                "'question'); repeat for several"})
+    ngram: int = field(default=8, metadata={"help": "n-gram length for decontamination"})
+    correct_column: Union[list, str, None] = field(default_factory=list, metadata={
+        "action": "append", "help": "boolean column: a reference model solved the question (dropped); repeat per model"})
+    min_trace_tokens: int = field(default=0, metadata={"help": "drop rows whose trace is shorter"})
+    tokenizer: Optional[str] = field(default=None, metadata={
+        "help": "tokenizer for trace lengths; None: the embedded SmolLM2's"})
+    domain_column: str = field(default="domain", metadata={
+        "help": "domain labels (e.g. domain, cot_type, source_type)"})
+    classifier: Optional[str] = field(default=None, metadata={
+        "metavar": "MODULE:FUNCTION",
+        "help": "importable function question -> domain label, used instead of --domain_column's values"})
 
 
 def add_curate_subcommand(subparsers: Any) -> argparse.ArgumentParser:
@@ -24,31 +55,17 @@ def add_curate_subcommand(subparsers: Any) -> argparse.ArgumentParser:
     >>> parser = argparse.ArgumentParser(prog="hf-s1")
     >>> _ = add_curate_subcommand(parser.add_subparsers(dest="command"))
     >>> args = parser.parse_args(["curate", "--pool", "pool.jsonl", "--out", "s1k-mine", "--size", "10"])
-    >>> args.size, args.seed, args.ngram
-    (10, 0, 8)
+    >>> args.size, args.seed, args.ngram, args.eval_set
+    (10, 0, 8, [])
 
     ```
     """
-    p = subparsers.add_parser("curate", help="select an s1K-style set from a pool (quality, difficulty, diversity)",
-                              description="s1's curation: quality -> 8-gram decontamination -> difficulty -> "
-                                          "diversity sampling. Writes OUT/train.jsonl and OUT/curation_report.json.")
-    p.add_argument("--pool", required=True, help="Hub data set id or local .jsonl/.parquet file or folder")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--size", type=int, default=1000, help="rows to select (s1K: 1000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split", default="train")
-    p.add_argument("--trace", default=None, help="trace columns: s1k, gemini or deepseek (default: detect)")
-    p.add_argument("--eval-set", action="append", default=[], metavar="FILE[:COLUMN]",
-                   help="evaluation questions to decontaminate against (.jsonl/.parquet; column default 'problem', "
-                        "then 'question'); repeat for several")
-    p.add_argument("--ngram", type=int, default=8, help="n-gram length for decontamination")
-    p.add_argument("--correct-column", action="append", default=[],
-                   help="boolean column: a reference model solved the question (dropped); repeat per model")
-    p.add_argument("--min-trace-tokens", type=int, default=0)
-    p.add_argument("--tokenizer", default=None, help="tokenizer for trace lengths (default: the embedded SmolLM2)")
-    p.add_argument("--domain-column", default="domain", help="domain labels (e.g. domain, cot_type, source_type)")
-    p.add_argument("--classifier", default=None, metavar="MODULE:FUNCTION",
-                   help="importable function question -> domain label, used instead of --domain-column's values")
+    from ..cli import add_subcommand
+
+    p = add_subcommand(subparsers, "curate", CurateArguments,
+                       help="select an s1K-style set from a pool (quality, difficulty, diversity)",
+                       description="s1's curation: quality -> 8-gram decontamination -> difficulty -> "
+                                   "diversity sampling. Writes OUT/train.jsonl and OUT/curation_report.json.")
     p.set_defaults(func=run_curate)
     return p
 

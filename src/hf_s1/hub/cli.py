@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from ..budget import BudgetError, ThinkingBudget
+from ..errors import HfS1Error
 from .errors import HubError
 from .policy import BudgetPolicy
 
@@ -16,14 +17,21 @@ __all__ = ["add_hub_subcommands", "main"]
 
 
 def _budget_flags(p: argparse.ArgumentParser) -> None:
+    # The flag names of `hf_s1.cli.BudgetArguments` (ThinkingBudget's field names, hf-s1 0.1's short names), each
+    # None unless given: only the given ones override the folder's policy.
     g = p.add_argument_group("thinking-budget policy to publish (default: the folder's own thinking_budget.json)")
     g.add_argument("--budget", metavar="JSON_FILE", default=None, help="a thinking_budget.json / ThinkingBudget JSON")
-    g.add_argument("--max-thinking", type=int, default=None, help="upper bound on thinking tokens")
-    g.add_argument("--min-thinking", type=int, default=None, help="lower bound on thinking tokens")
-    g.add_argument("--num-waits", type=int, default=None, help="suppress the first N ends of thinking")
+    g.add_argument("--max_thinking_tokens", "--max-thinking-tokens", "--max-thinking",
+                   dest="max_thinking", type=int, default=None, help="upper bound on thinking tokens")
+    g.add_argument("--min_thinking_tokens", "--min-thinking-tokens", "--min-thinking",
+                   dest="min_thinking", type=int, default=None, help="lower bound on thinking tokens")
+    g.add_argument("--num_waits", "--num-waits", dest="num_waits", type=int, default=None,
+                   help="suppress the first N ends of thinking")
     g.add_argument("--extrapolation", action="append", default=None, help='string appended on suppression ("Wait")')
-    g.add_argument("--answer-prefix", default=None, help='written after the cut ("Final Answer:")')
-    g.add_argument("--max-answer", type=int, default=None, help="cap on answer tokens")
+    g.add_argument("--answer_prefix", "--answer-prefix", dest="answer_prefix", default=None,
+                   help='written after the cut ("Final Answer:")')
+    g.add_argument("--max_answer_tokens", "--max-answer-tokens", "--max-answer",
+                   dest="max_answer", type=int, default=None, help="cap on answer tokens")
     g.add_argument("--format", dest="think_format", choices=["s1", "r1"], default=None, help="the model's think format")
 
 
@@ -84,7 +92,7 @@ def _guarded(func):
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except (HubError, BudgetError, OSError) as exc:  # messages name the fix; no token is ever in them
+        except (HubError, HfS1Error, OSError) as exc:  # messages name the fix; no token is ever in them
             print(f"hf-s1 {args.command}: error: {exc}", file=sys.stderr)
             return 2
 
