@@ -2,7 +2,8 @@
 # The README's by-hand install, checked verbatim: copy the repository (tracked files and untracked files git does
 # not ignore; no .venv, no build outputs) into a temporary folder, create a fresh venv there, run the README's
 # CPU by-hand lines exactly as written (taken from README.md, not copied here), then `hf-s1 env` and one offline
-# generation on the embedded model. Exit status non-zero on the first failure.
+# generation on the embedded model. Exit status non-zero on the first failure. About 8 minutes on a 2-core machine
+# (most of it pip).
 #
 #   bash scripts/check_install.sh            # what .ci/run calls
 #   KEEP=1 bash scripts/check_install.sh     # keep the temporary folder for a look afterwards
@@ -63,7 +64,8 @@ printf '%s\n' "$out"
 printf '%s\n' "$out" | python -c '
 import json, sys
 rows = [json.loads(line) for line in sys.stdin if line.strip()]
-assert len(rows) == 1 and rows[0]["prompt"] == "What is 2+3?", rows
-assert rows[0]["thinking_tokens"] <= 16 and rows[0]["answer"].strip(), rows
+keys = {"prompt", "thinking", "answer", "thinking_tokens", "answer_tokens", "waits", "capped", "finish_reason"}
+assert len(rows) == 1 and rows[0]["prompt"] == "What is 2+3?" and set(rows[0]) == keys, rows
+assert 0 < rows[0]["thinking_tokens"] <= 16, rows  # a 135M model may answer with nothing: not checked
 '
 step "install check passed"
