@@ -8,6 +8,9 @@
 #   bash scripts/check_install.sh            # what .ci/run calls
 #   KEEP=1 bash scripts/check_install.sh     # keep the temporary folder for a look afterwards
 set -euo pipefail
+# Where a package index of the README's lines cannot be reached (CI reaches package registries only), fail over to
+# the next source quickly instead of pip's 5 retries with back-off per file; the lines themselves stay verbatim.
+export PIP_RETRIES=${PIP_RETRIES:-2} PIP_TIMEOUT=${PIP_TIMEOUT:-15}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
 work=$(mktemp -d "${TMPDIR:-/tmp}/hf-s1-install-check.XXXXXX")
