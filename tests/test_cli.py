@@ -146,3 +146,14 @@ def test_verbosity_flags_and_environment_variable(monkeypatch):
     proc = subprocess.run([*HF_S1, "-v", "generate", "q", "--max-thinking", "2,3"], capture_output=True, text=True,
                           env={**ENV, "HF_S1_VERBOSITY": "debug"}, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
+
+
+def test_switches_before_the_prompts():
+    """`--json` placed before the prompts is a switch, not a value that would swallow the first prompt."""
+    from hf_s1.cli import _bare_switches, build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(_bare_switches(parser, ["generate", "--json", "What is 2+3?", "Is 7 prime?"]))
+    assert args.json is True and args.prompts == ["What is 2+3?", "Is 7 prime?"]
+    args = parser.parse_args(_bare_switches(parser, ["generate", "hi", "--json", "false"]))
+    assert args.json is False and args.prompts == ["hi"]

@@ -348,6 +348,28 @@ def _wants_env(argv: Sequence[str]) -> bool:
     return i < len(argv) and argv[i] == "env" and not any(a in ("-h", "--help") for a in argv)
 
 
+_BOOL_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n", "1", "0"}
+
+
+def _bare_switches(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """HfArgumentParser's bool flags take an optional value (`--json false`), so `--json "What is 2+3?"` would read
+    the prompt as that value: a bool flag followed by anything but a bool word is a bare switch (`--json=true`)."""
+    switches = set()
+    stack = [parser]
+    while stack:
+        p = stack.pop()
+        for action in p._actions:
+            if action.nargs == "?" and action.const is True:
+                switches.update(action.option_strings)
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend(action.choices.values())
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg in switches and (i + 1 == len(out) or out[i + 1].lower() not in _BOOL_WORDS):
+            out[i] = f"{arg}=true"
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if _wants_env(argv):
@@ -355,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return env_main(argv[argv.index("env") + 1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_bare_switches(parser, argv))
     set_verbosity("debug" if args.debug and args.verbosity is None else args.verbosity)
     try:
         return args.func(args)
