@@ -211,6 +211,8 @@ class ThinkingBudget:
         """Build from a plain mapping (JSON, request extra args); unknown keys are an error, not ignored."""
         if isinstance(data, ThinkingBudget):
             return data
+        if type(data).__qualname__ == "ThinkingBudget" and hasattr(data, "to_dict"):
+            data = data.to_dict()  # the class of a reloaded module (autoreload, doctest collection): same fields
         if not isinstance(data, Mapping):
             raise BudgetError(f"a thinking budget must be a mapping of its fields, got {type(data).__name__}.")
         known = set(cls.__dataclass_fields__)
