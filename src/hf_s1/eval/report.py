@@ -291,7 +291,7 @@ def write_report(run_dir: str | os.PathLike) -> dict[str, Path]:
     >>> write_report("/nonexistent/run")
     Traceback (most recent call last):
     ...
-    hf_s1.eval.errors.EvalError: /nonexistent/run is not a sweep folder (no sweep.json); run `hf-s1 eval --out /nonexistent/run` first.
+    hf_s1.errors.EvalError: /nonexistent/run is not a sweep folder (no sweep.json); run `hf-s1 eval --out /nonexistent/run` first.
 
     ```
     """
