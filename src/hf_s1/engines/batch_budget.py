@@ -152,6 +152,8 @@ class BatchBudget:
         self.device = torch.device(device)
         self.lookahead = lookahead
         self.specs: list[SlotSpec | None] = [None] * num_slots
+        # Slots that follow the s1 profile (host side): without any, a step skips the profile's ops.
+        self._s1_slots: set[int] = set()
         self._formats: dict[MarkerTokens, int] = {}
         self._tail_len = 1
         self._seq_len = 1
@@ -275,6 +277,7 @@ class BatchBudget:
             for name, v in values.items():
                 scalars[name].append(v)
             self.specs[slots[i]] = spec
+            (self._s1_slots.add if b.profile == "s1" else self._s1_slots.discard)(slots[i])
         idx = torch.tensor(list(slots), dtype=torch.long, device=self.device)
         dev = self.device
         self.seqs[idx] = seqs.to(dev)
@@ -296,6 +299,7 @@ class BatchBudget:
         """Forget the requests in `slots` (their state becomes inert)."""
         for s in slots:
             self.specs[s] = None
+            self._s1_slots.discard(s)
         if slots:
             idx = torch.tensor(list(slots), dtype=torch.long, device=self.device)
             self.state.phase[idx] = DONE
@@ -358,8 +362,10 @@ class BatchBudget:
         return (st.waits < self.num_waits[slot]) | (st.thinking < self.min_think[slot])
 
     def _replacement_seq(self, slot: torch.Tensor, st: _State, extend: torch.Tensor) -> torch.Tensor:
-        overrun = self.s1[slot] & (st.thinking > self.max_think[slot])  # s1: end this pass (BudgetTracker.resume)
-        return torch.where(extend, SEQ_EXTRAP + st.waits % self.n_extrap[slot], torch.where(overrun, SEQ_EOS, SEQ_END))
+        end = SEQ_END
+        if self._s1_slots:  # s1 profile past the cap: end this pass (BudgetTracker.resume)
+            end = torch.where(self.s1[slot] & (st.thinking > self.max_think[slot]), SEQ_EOS, SEQ_END)
+        return torch.where(extend, SEQ_EXTRAP + st.waits % self.n_extrap[slot], end)
 
     def decide(self, slot: torch.Tensor, st: _State, active: torch.Tensor):
         """`BudgetTracker.next_action` for every active row. Returns the updated state and, per row, the forced
@@ -368,28 +374,40 @@ class BatchBudget:
         queued = st.qpos < st.qlen
         in_thinking = active & (st.phase == THINKING)
         marker_queued = queued & ((st.qkind == MARKER) | (st.qkind == CUT))
-        s1, cap = self.s1[slot], self.max_think[slot]
-        round_limit = in_thinking & s1 & ~queued & (st.round >= cap)  # s1: the round's own length limit
-        over = st.thinking > cap
-        cut = (in_thinking & ~s1 & (st.thinking >= cap) & ~marker_queued) | (round_limit & ~over)
-        end_pass = round_limit & over
+        cap = self.max_think[slot]
+        cut = in_thinking & (st.thinking >= cap) & ~marker_queued
+        end_pass = None
+        if self._s1_slots:
+            s1 = self.s1[slot]
+            round_limit = in_thinking & s1 & ~queued & (st.round >= cap)  # s1: the round's own length limit
+            over = st.thinking > cap
+            cut = (cut & ~s1) | (round_limit & ~over)
+            end_pass = round_limit & over
         last = st.tail[:, -1]
         table = self.ends_with_newline
         ends_nl = table[self.fmt[slot], last.clamp(0, table.shape[1] - 1)] & (last >= 0) & (last < table.shape[1])
         cut_seq = torch.where(ends_nl, SEQ_CUT, SEQ_CUT_NL)
         restart = active & (st.phase == BEFORE) & ~queued  # a forced start marker was overridden: write it again
-        new_seq = torch.where(cut, cut_seq, torch.where(end_pass, SEQ_EOS, SEQ_START))
-        set_queue = cut | restart | end_pass
+        new_seq = torch.where(cut, cut_seq, SEQ_START)
+        set_queue = cut | restart
+        kind = torch.where(restart, MARKER, st.qkind)
+        if end_pass is not None:
+            new_seq = torch.where(end_pass, SEQ_EOS, new_seq)
+            set_queue = set_queue | end_pass
+            kind = torch.where(end_pass, STOP, kind)
         qseq = torch.where(set_queue, new_seq, st.qseq)
         qpos = torch.where(set_queue, 0, st.qpos)
         qlen = torch.where(set_queue, self.lens[slot, new_seq], st.qlen)
-        qkind = torch.where(cut, CUT, torch.where(end_pass, STOP, torch.where(restart, MARKER, st.qkind)))
+        qkind = torch.where(cut, CUT, kind)
         queued = qpos < qlen
         out = _State(st.phase, qseq, qpos, qlen, qkind, st.tail, st.thinking, st.answer, st.waits, st.capped | cut,
                      st.finished, st.n_gen, st.round)
-        free = in_thinking & ~queued
-        ban = free & s1 & (st.round == 0) & (self.num_waits[slot] > 0)
-        intercept = free & ~ban
+        intercept = in_thinking & ~queued
+        if self._s1_slots:
+            ban = intercept & self.s1[slot] & (st.round == 0) & (self.num_waits[slot] > 0)
+            intercept = intercept & ~ban
+        else:
+            ban = torch.zeros_like(intercept)
         answer_cap = active & (st.phase == ANSWER) & ~queued & (st.answer >= self.max_answer[slot])
         force = torch.where(active & queued & (st.phase != DONE), self._head(slot, qseq, qpos), -1)
         force = torch.where(answer_cap, self.stops[slot, 0], force)
@@ -399,7 +417,7 @@ class BatchBudget:
         """[n, k+1] the ids an intercepting row watches (stop ids, then the end marker's first token when the end
         would be extended; unused columns repeat the first stop id) and [n, k+1] which columns are distinct."""
         stops, uniq = self.stops[slot], self.stops_u[slot]
-        with_end = extend | self.s1[slot]  # the s1 profile always watches the end marker's first token
+        with_end = (extend | self.s1[slot]) if self._s1_slots else extend  # s1 always watches the end marker
         end_col = torch.where(with_end, self.end0[slot], stops[:, 0])
         return torch.cat([stops, end_col[:, None]], dim=1), torch.cat([uniq, with_end[:, None]], dim=1)
 
