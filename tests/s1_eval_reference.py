@@ -25,9 +25,11 @@ Complete = Callable[[list[int], int, Sequence[int], int], list[int]]
 def s1_eval_loop(complete: Complete, prompt_ids: Sequence[int], *, cap: int, num_waits: int, wait_ids: Sequence[int],
                  ends: Sequence[int], stops: Sequence[int], end_marker_ids: Sequence[int],
                  end_max_ids: Sequence[int], newline_ids: Sequence[int], ends_with_newline: Callable[[int], bool],
-                 answer_tokens: int) -> tuple[list[int], bool]:
-    """The generated ids (thinking, cut, answer) for a prompt that ends with the think-start marker, and whether
-    the joined rounds ran past the cap (so that the cut dropped thinking)."""
+                 answer_tokens: int) -> tuple[list[int], str | None, int]:
+    """The generated ids (thinking, cut, answer) for a prompt that ends with the think-start marker, and the class
+    of the run: None when the joined rounds stayed within the cap; when they ran past it (so that the cut dropped
+    thinking), "stop" if the last round then ended by itself (the end marker alone) and "length" if it hit its own
+    limit of `cap` tokens (the newline + end marker + "Final Answer:" form); and the number of rounds run."""
     prompt = list(prompt_ids)
     joined: list[int] = []
     for i in range(num_waits + 1):
@@ -39,6 +41,7 @@ def s1_eval_loop(complete: Complete, prompt_ids: Sequence[int], *, cap: int, num
         joined += out[:-1] + list(wait_ids)
     last_round = out
     overran = len(joined) - stopped > cap
+    outcome = ("stop" if stopped else "length") if overran else None
     kept = joined[:cap]
     if kept and kept[-1] in ends:
         kept = kept[:-1]
@@ -47,16 +50,20 @@ def s1_eval_loop(complete: Complete, prompt_ids: Sequence[int], *, cap: int, num
     else:
         cut = ([] if last_round and ends_with_newline(last_round[-1]) else list(newline_ids)) + list(end_max_ids)
     answer = complete(prompt + kept + cut, answer_tokens, stops, 0)
-    return kept + cut + answer, overran
+    return kept + cut + answer, outcome, i + 1
 
 
 def compare_profile(generate, complete: Complete, tokenizer, prompts, caps, waits, answer_tokens: int):
     """Run the `s1` profile (`generate(prompts, budget) -> results`) and `s1_eval_loop` (`complete`) on every
-    prompt x cap x Wait count; returns (matching runs, runs, runs whose rounds ran past the cap)."""
+    prompt x cap x Wait count; returns (matching runs, runs, classes): `classes` counts runs by (class, whether the last round was the last
+    one allowed, `num_waits + 1`), see `s1_eval_loop`."""
+    from collections import Counter
+
     from hf_s1 import ThinkingBudget
     from hf_s1.prompts import prepare_requests
 
-    matches = runs = overran = 0
+    matches = runs = 0
+    classes: Counter = Counter()
     for cap in caps:
         for n in waits:
             budget = ThinkingBudget(max_thinking_tokens=cap, num_waits=n, max_answer_tokens=answer_tokens, profile="s1")
@@ -64,7 +71,7 @@ def compare_profile(generate, complete: Complete, tokenizer, prompts, caps, wait
             req = prepare_requests(tokenizer, prompts, budget)
             m = req.markers
             for ids, result in zip(req.input_ids, results):
-                ref, past_cap = s1_eval_loop(
+                ref, outcome, rounds = s1_eval_loop(
                     complete, ids, cap=cap, num_waits=n, wait_ids=m.encode_budget_string("Wait", "extrapolation"),
                     ends=(m.think_end[0], *m.stop_ids), stops=m.stop_ids, end_marker_ids=m.think_end,
                     end_max_ids=tokenizer.encode(tokenizer.decode(m.think_end) + "\nFinal Answer:",
@@ -73,5 +80,5 @@ def compare_profile(generate, complete: Complete, tokenizer, prompts, caps, wait
                     ends_with_newline=lambda t: t in m.ends_with_before_end, answer_tokens=answer_tokens)
                 runs += 1
                 matches += list(result.token_ids) == [t for t in ref if t not in m.stop_set]
-                overran += past_cap
-    return matches, runs, overran
+                classes[(outcome, rounds == n + 1)] += 1
+    return matches, runs, classes

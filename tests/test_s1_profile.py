@@ -204,11 +204,29 @@ def test_profile_equals_the_multi_call_rules_on_smollm2_transformers(model, toke
 
     from hf_s1.engines.transformers import generate_with_budget
 
-    matches, runs, overran = compare_profile(
+    matches, runs, classes = compare_profile(
         lambda prompts, budget: generate_with_budget(model, tokenizer, prompts, budget),
         transformers_complete(model), tokenizer, PROMPTS, caps=(8, 16), waits=(0, 2, 4), answer_tokens=12)
     assert (matches, runs) == (24, 24)
-    assert overran >= 6, overran
+    # Both cut forms after rounds that ran past the cap: the last round ended by itself (end marker alone), and
+    # the last round hit its own limit (newline + end marker + "Final Answer:").
+    assert classes[("stop", True)] >= 2 and classes[("length", True)] + classes[("length", False)] >= 2, classes
+
+
+def test_resumed_runs_keep_the_last_rounds_cut_form_on_smollm2_transformers(model, tokenizer):
+    """Rounds that pass the cap on a model that loops on "Wait" by itself, in every class: the last round stopped
+    by itself (end marker alone), hit its limit with Waits left, or hit it with none left (the length form)."""
+    from s1_eval_reference import compare_profile
+
+    from hf_s1.engines.transformers import generate_with_budget
+
+    prompts = ["Name a prime number larger than 10.", "How many legs does a spider have?", "Is 17 prime?",
+               "Say hello."]
+    matches, runs, classes = compare_profile(
+        lambda prompts, budget: generate_with_budget(model, tokenizer, prompts, budget),
+        transformers_complete(model), tokenizer, prompts, caps=(24,), waits=(6,), answer_tokens=8)
+    assert (matches, runs) == (4, 4), classes
+    assert min(classes[("stop", True)], classes[("length", False)], classes[("length", True)]) >= 1, classes
 
 
 def test_auto_from_the_real_allowance_and_batch(model, tokenizer):

@@ -149,12 +149,38 @@ def test_s1_profile_equals_the_multi_call_rules(llm):
                             skip_special_tokens=False)
         return list(llm.generate([TokensPrompt(prompt_token_ids=ids)], sp, use_tqdm=False)[0].outputs[0].token_ids)
 
+    generate = lambda p, budget: vllm_engine.generate_with_budget(llm, p, budget)  # noqa: E731
     prompts = ["What is 17 * 23?", "What is 10/4?", "Is 221 prime?", "What is 2+3?"]
-    matches, runs, overran = compare_profile(
-        lambda p, budget: vllm_engine.generate_with_budget(llm, p, budget), complete, llm.get_tokenizer(), prompts,
-        caps=(8, 16), waits=(0, 2, 4), answer_tokens=12)
+    matches, runs, classes = compare_profile(generate, complete, llm.get_tokenizer(), prompts, caps=(8, 16),
+                                             waits=(0, 2, 4), answer_tokens=12)
     assert (matches, runs) == (24, 24)
-    assert overran >= 6, overran
+    # Both cut forms after rounds that ran past the cap: the last round ended by itself (end marker alone), and
+    # the last round hit its own limit (newline + end marker + "Final Answer:").
+    assert classes[("stop", True)] >= 2 and classes[("length", True)] + classes[("length", False)] >= 2, classes
+
+
+def test_s1_profile_resumed_runs_keep_the_last_rounds_cut_form(llm):
+    """Longer caps and more Waits, where rounds pass the cap on a model that loops on "Wait" by itself: the
+    resumed answer must follow the cut form of the processor's own last round (its injection log), not one
+    inferred from the ids."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from s1_eval_reference import compare_profile
+
+    def complete(ids, max_new, stop_ids, min_tokens):
+        sp = SamplingParams(max_tokens=max_new, temperature=0.0, stop_token_ids=list(stop_ids), min_tokens=min_tokens,
+                            skip_special_tokens=False)
+        return list(llm.generate([TokensPrompt(prompt_token_ids=ids)], sp, use_tqdm=False)[0].outputs[0].token_ids)
+
+    prompts = [QUESTIONS[i] for i in (1, 4, 6, 7)]
+    matches, runs, classes = compare_profile(lambda p, budget: vllm_engine.generate_with_budget(llm, p, budget),
+                                             complete, llm.get_tokenizer(), prompts, caps=(24,), waits=(6,),
+                                             answer_tokens=8)
+    assert (matches, runs) == (4, 4), classes
+    # Every class past the cap: the last round stopped by itself / hit its limit with Waits left / with none left.
+    assert min(classes[("stop", True)], classes[("length", False)], classes[("length", True)]) >= 1, classes
 
 
 def test_s1_profile_and_auto_requests_need_a_client_that_resumes(llm):

@@ -79,6 +79,34 @@ def test_preempted_request_resumes_where_it_was(default_model_dir, tokenizer):
     assert got[1].argmax().item() == m.think_end[0]  # both waits spent: the end is allowed
 
 
+def test_a_named_request_resumes_from_its_injection_log(default_model_dir, tokenizer):
+    """A request named with `budget_log` keeps the record of its decisions across preemption: a "Wait" the model
+    wrote itself stays thinking (inferring from the ids would count it as a spent wait), and its client gets the
+    positions of the waits the processor injected."""
+    budget = ThinkingBudget(num_waits=2, max_thinking_tokens=20)
+    m = marker_tokens(tokenizer, "s1")
+    prompt = prepare_requests(tokenizer, "What is 2+3?", budget).input_ids[0]
+    wait = m.encode("Wait")[0]
+    params = SamplingParams(temperature=0.0, extra_args={"thinking_budget": budget.to_dict(), "budget_log": "req-7"})
+    proc = _processor(default_model_dir)
+    out: list[int] = []
+    proc.update_state(BatchUpdate(batch_size=1, removed=[], moved=[], added=[(0, params, prompt, out)]))
+    assert _step(proc, 1, [m.think_end[0]]) == [wait]  # position 0: injected
+    out.extend([wait, 100])
+    proc.apply(torch.zeros(1, VOCAB))
+    assert _step(proc, 1, [wait]) == [wait]  # position 2: the model's own "Wait" (an end was never attempted)
+    out.append(wait)
+    proc.update_state(BatchUpdate(batch_size=0, removed=[0], moved=[], added=[]))  # preempted
+    proc.update_state(BatchUpdate(batch_size=1, removed=[], moved=[], added=[(0, params, prompt, out)]))
+    assert _step(proc, 1, [m.think_end[0]]) == [wait]  # one wait was spent, so one is left
+    out.extend([wait, 101])
+    assert _step(proc, 1, [m.think_end[0]]) == [m.think_end[0]]  # both spent: the end is allowed
+    out.append(m.think_end[0])
+    proc.update_state(BatchUpdate(batch_size=0, removed=[0], moved=[], added=[]))  # finished
+    assert proc.pop_injection_logs(["req-7", "unknown"]) == {"req-7": [0, 3]}
+    assert proc.pop_injection_logs(["req-7"]) == {}  # handed over once
+
+
 def _end_row(end_id):
     row = torch.zeros(1, VOCAB)
     row[0, end_id] = 5.0

@@ -118,8 +118,11 @@ class BatchBudget:
         num_slots: how many requests can be tracked at once (vLLM's `max_num_reqs`, a batch size).
         device: where the state lives (the logits' device).
         lookahead: decisions stored per slot beyond the first (speculative decoding's draft tokens).
-        log_injections: keep, per slot and generated position, whether an extrapolation was injected there
-            (lets `BudgetTracker.replay` rebuild exact telemetry from the output ids).
+        log_injections: keep, per slot and generated position, whether an extrapolation was injected there:
+            the engine's own record of its decisions, from which `BudgetTracker.replay` rebuilds exact telemetry
+            (a "Wait" the model wrote itself is never taken for an injected one), and from which `commit` replays
+            a resumed request's decisions (`restore_log`).
+        log_length: generated positions the injection log holds from the start (it grows with `reserve_log`).
 
     Examples:
 
@@ -147,7 +150,7 @@ class BatchBudget:
     """
 
     def __init__(self, num_slots: int, device: torch.device | str = "cpu", *, lookahead: int = 0,
-                 log_injections: bool = False) -> None:
+                 log_injections: bool = False, log_length: int = 64) -> None:
         self.num_slots = num_slots
         self.device = torch.device(device)
         self.lookahead = lookahead
@@ -166,7 +169,11 @@ class BatchBudget:
         self.pending_hit = torch.zeros(num_slots, lookahead + 1, dtype=torch.bool, device=self.device)
         self.pending_base = torch.full((num_slots,), -1, dtype=torch.long, device=self.device)
         self.log_injections = log_injections
-        self.injected = torch.zeros(num_slots, 64 if log_injections else 0, dtype=torch.bool, device=self.device)
+        # [slots, positions + 1]: the last column takes the writes of inactive rows (never read).
+        width = log_length + 1 if log_injections else 0
+        self.injected = torch.zeros(num_slots, width, dtype=torch.bool, device=self.device)
+        # Slots whose log was brought back with their output (`restore_log`): `commit` replays it from the log.
+        self.log_restored = torch.zeros(num_slots, dtype=torch.bool, device=self.device)
         self._whole = torch.arange(num_slots, device=self.device)
 
     # ---- tables -----------------------------------------------------------------------------------------------
@@ -294,6 +301,7 @@ class BatchBudget:
         self.pending_base[idx] = -1
         if self.log_injections:
             self.injected[idx] = False
+            self.log_restored[idx] = False
 
     def release(self, slots: Sequence[int]) -> None:
         """Forget the requests in `slots` (their state becomes inert)."""
@@ -474,8 +482,8 @@ class BatchBudget:
 
     def commit(self, slot: torch.Tensor, token: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
         """Advance stored state by one committed token per row (`active` rows only): the decision taken for it is
-        replayed (its stored outcome from `propose`, else inferred from the token as `BudgetTracker.replay`
-        does), then the token is observed. Returns each token's kind code."""
+        replayed (its stored outcome from `propose`, else the restored log's, else inferred from the token as
+        `BudgetTracker.replay` does), then the token is observed. Returns each token's kind code."""
         everyone = active is None
         if everyone:
             active = torch.ones(slot.shape[0], dtype=torch.bool, device=self.device)
@@ -488,6 +496,8 @@ class BatchBudget:
         j = st.n_gen - self.pending_base[slot]
         known = (self.pending_base[slot] >= 0) & (j >= 0) & (j <= self.lookahead)
         stored = self.pending_hit[slot, j.clamp(0, self.lookahead)]
+        if self.log_injections:  # a resumed request that brought its log back: its decisions, not inferred ones
+            inferred = torch.where(extend & self.log_restored[slot], self._logged(slot, st.n_gen), inferred)
         hit = active & intercept & torch.where(known, stored, inferred)
         st, _ = self.resolve(slot, st, hit, extend)
         new, kind = self.observe(slot, st, token, active)
@@ -572,7 +582,7 @@ class BatchBudget:
         base = torch.where(lvl_ok & (lvl == 0), st.n_gen, -1)
         self.pending_base.scatter_reduce_(0, slot, base, reduce="amax")
         if self.log_injections:
-            self._log(slot, st.n_gen, active & hit & extend)
+            self._log(slot, st.n_gen, active, hit & extend)
         # Force: lift the forced id above its row, unless an earlier stage forbade it (-inf).
         forced = force >= 0
         col = force.clamp(min=0)[:, None]
@@ -589,18 +599,35 @@ class BatchBudget:
             logits.masked_fill_((ban & sampled)[:, None] & (probs == 0), float("-inf"))
         return st, hit
 
-    def _log(self, slot: torch.Tensor, position: torch.Tensor, value: torch.Tensor) -> None:
-        pos = position.clamp(max=self.injected.shape[1] - 1)
-        self.injected[slot, pos] = self.injected[slot, pos] | value
+    def _log(self, slot: torch.Tensor, position: torch.Tensor, active: torch.Tensor, value: torch.Tensor) -> None:
+        """Record each active row's decision at its position (a set, not an or: a draft's decision that was
+        rejected is overwritten when the position is decided again). Inactive rows write the scratch column."""
+        scratch = self.injected.shape[1] - 1
+        pos = torch.where(active, position.clamp(max=scratch - 1), scratch)
+        self.injected[slot, pos] = value & active
+
+    def _logged(self, slot: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        return self.injected[slot, position.clamp(max=self.injected.shape[1] - 2)]
 
     def reserve_log(self, length: int) -> None:
         """Make room in the injection log for `length` generated tokens per slot (host-known, no device read);
         the log doubles when it grows, so a generation reallocates it a logarithmic number of times."""
-        if length + 1 > self.injected.shape[1]:
-            grown = torch.zeros(self.num_slots, max(length + 1, 2 * self.injected.shape[1]), dtype=torch.bool,
-                                device=self.device)
-            grown[:, : self.injected.shape[1]] = self.injected
+        if length + 2 > self.injected.shape[1]:
+            width = self.injected.shape[1] - 1
+            grown = torch.zeros(self.num_slots, max(length + 2, 2 * width + 1), dtype=torch.bool, device=self.device)
+            grown[:, :width] = self.injected[:, :width]
             self.injected = grown
+
+    def log_row(self, slot: int) -> torch.Tensor:
+        """A copy of `slot`'s injection log (on the device, no read), to keep after the slot is given away."""
+        return self.injected[slot, :-1].clone()
+
+    def restore_log(self, slot: int, row: torch.Tensor) -> None:
+        """Give `slot` the log a request brought back (a preempted request, `log_row`): `commit` then replays its
+        output with the decisions taken for it. Call after `set_slots`, which clears the slot's log."""
+        n = min(row.shape[0], self.injected.shape[1] - 1)
+        self.injected[slot, :n] = row[:n]
+        self.log_restored[slot] = True
 
     # ---- read-out ---------------------------------------------------------------------------------------------
 
@@ -613,7 +640,7 @@ class BatchBudget:
 
     def injected_positions(self, slot: int) -> set[int]:
         """Generated positions of `slot` where an extrapolation was injected (reads the device)."""
-        return set(torch.nonzero(self.injected[slot]).flatten().tolist())
+        return set(torch.nonzero(self.injected[slot, :-1]).flatten().tolist())
 
 
 def _last_match(rows: torch.Tensor, marker: torch.Tensor) -> torch.Tensor:

@@ -305,7 +305,7 @@ class _InjectionLog:
 
     def __contains__(self, position: object) -> bool:
         log = self._core.injected
-        return isinstance(position, int) and position < log.shape[1] and bool(log[self._row, position])
+        return isinstance(position, int) and position < log.shape[1] - 1 and bool(log[self._row, position])
 
 
 # ---- helpers -----------------------------------------------------------------------------------------

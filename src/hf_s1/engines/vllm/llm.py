@@ -5,6 +5,7 @@ engine's result type) and a multi-call loop in s1's shape
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -14,8 +15,9 @@ from ...formats import ThinkFormat
 from ...prompts import Prompt, check_sampling, prepare_requests
 from ...reference import s1_loop_result
 from ...results import BudgetedGeneration, result_from_tracker
-from .params import BUDGET_KEY, FORMAT_KEY, RESUME_KEY
+from .params import BUDGET_KEY, FORMAT_KEY, LOG_KEY, RESUME_KEY
 from .processor import BudgetForcingLogitsProcessor
+from .telemetry import WORKER_EXTENSION, collect_injection_logs
 
 if TYPE_CHECKING:
     from vllm import LLM
@@ -34,7 +36,8 @@ def load_llm(path_or_id: str | os.PathLike | None = None, **llm_kwargs: Any) -> 
 
     Sets (unless already set) `VLLM_CPU_KVCACHE_SPACE=2`, `VLLM_CPU_NUM_OF_RESERVED_CPU=0` and
     `VLLM_ENABLE_V1_MULTIPROCESSING=0` (an in-process engine, quick to load), then builds the engine with `dtype="float32"`, `enforce_eager=True`,
-    `max_model_len=2048`, `max_num_seqs=32`; any keyword argument overrides these.
+    `max_model_len=2048`, `max_num_seqs=32` and the worker extension that hands the processor's injection logs
+    to `generate_with_budget` (`hf_s1.engines.vllm.telemetry`); any keyword argument overrides these.
 
     Args:
         path_or_id: a local model folder or Hub id; by default the embedded SmolLM2-135M-Instruct
@@ -48,7 +51,8 @@ def load_llm(path_or_id: str | os.PathLike | None = None, **llm_kwargs: Any) -> 
     from ...models import check_model_source, default_model_path
 
     path_or_id = default_model_path() if path_or_id is None else check_model_source(path_or_id)
-    settings: dict[str, Any] = dict(dtype="float32", enforce_eager=True, max_model_len=2048, max_num_seqs=32)
+    settings: dict[str, Any] = dict(dtype="float32", enforce_eager=True, max_model_len=2048, max_num_seqs=32,
+                                    worker_extension_cls=WORKER_EXTENSION)
     settings.update(llm_kwargs)
     procs = list(settings.pop("logits_processors", None) or [])
     if not any(_is_budget_processor(p) for p in procs):
@@ -100,7 +104,10 @@ def generate_with_budget(
 ) -> list[BudgetedGeneration]:
     """Generate with s1 budget forcing on a `vllm.LLM` in one pass and return one `BudgetedGeneration` per prompt
     (the transformers engine's result type and fields); with `n=k` among `sampling_kwargs`, `k` per prompt, in
-    prompt order. Telemetry is rebuilt from each sample's own output ids (`BudgetTracker.replay`).
+    prompt order. Telemetry is exact: each sample's output ids replayed with the processor's own record of where
+    it injected an extrapolation (`hf_s1.engines.vllm.telemetry`), so a "Wait" the model wrote is thinking, not
+    a wait. With `n=k`, the `k` samples go to vLLM as `k` requests (seeds `seed`, `seed + 1`, ... as vLLM gives
+    its own samples).
 
     All prompts go to vLLM at once (it batches them). The LLM must have `BudgetForcingLogitsProcessor` among
     its logits processors (`load_llm()` registers it).
@@ -152,35 +159,46 @@ def generate_with_budget(
     settings = dict(temperature=temperature if do_sample else 0.0, top_p=top_p if do_sample else 1.0,
                     top_k=top_k if do_sample else 0, min_p=(min_p or 0.0) if do_sample else 0.0, seed=seed,
                     stop_token_ids=list(markers.stop_ids), skip_special_tokens=False)
-    params = [
-        SamplingParams(max_tokens=limit, extra_args={BUDGET_KEY: b.to_dict(), FORMAT_KEY: fmt.name, RESUME_KEY: True},
-                       **settings, **sampling_kwargs)
-        for b, limit in zip(budgets, limits)
-    ]
-    outputs = llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params, use_tqdm=use_tqdm)
-    rows = []  # (prompt, prompt ids, budget, generated ids, tracker): n > 1 gives every sample its own row
-    for prompt, ids, b, out in zip(prompt_list, prompt_ids, budgets, outputs):
-        for sample in out.outputs:
-            generated = list(sample.token_ids)
-            tracker = BudgetTracker(b, markers)  # telemetry from the sample's own ids
-            tracker.start(ids)
-            tracker.replay(generated)
-            tracker.finish(generated)
-            rows.append([prompt, ids, b, generated, tracker])
+    n = int(sampling_kwargs.pop("n", 1) or 1)
+    if n < 1:
+        raise BudgetError(f"n must be >= 1, got {n}.")
+    call = uuid.uuid4().hex
+    requests, params = [], []  # n > 1: one request per sample, so that each has its own injection log
+    for i, (ids, b, limit) in enumerate(zip(prompt_ids, budgets, limits)):
+        for k in range(n):
+            extra = {BUDGET_KEY: b.to_dict(), FORMAT_KEY: fmt.name, RESUME_KEY: True, LOG_KEY: f"{call}-{i}-{k}"}
+            sample = dict(settings, seed=None if seed is None else seed + k)
+            params.append(SamplingParams(max_tokens=limit, extra_args=extra, **sample, **sampling_kwargs))
+            requests.append(TokensPrompt(prompt_token_ids=ids))
+    outputs = llm.generate(requests, params, use_tqdm=use_tqdm)
+    logs = collect_injection_logs(llm, [p.extra_args[LOG_KEY] for p in params])
+    rows = []  # (prompt, prompt ids, budget, generated ids, tracker, seed): every sample its own row
+    for j, (out, sp) in enumerate(zip(outputs, params)):
+        prompt, ids, b = prompt_list[j // n], prompt_ids[j // n], budgets[j // n]
+        generated = list(out.outputs[0].token_ids)
+        tracker = BudgetTracker(b, markers)
+        tracker.start(ids)
+        injected = logs.get(sp.extra_args[LOG_KEY])
+        if injected is None:
+            raise BudgetError("the budget processor kept no injection log for a request; was the LLM built with "
+                              "several budget processors or is another client collecting logs?")
+        tracker.replay(generated, injected=set(injected))
+        tracker.finish(generated)
+        rows.append([prompt, ids, b, generated, tracker, sp.seed])
     resumed = [row for row in rows if row[4].stats.overrun]
     if resumed:  # s1 profile: rounds ran past the cap; answer from the cut thinking, as s1 does
-        extra = {k: v for k, v in sampling_kwargs.items() if k != "n"}
         heads = [row[4].resume() for row in resumed]
         answer_params = []
-        for (_, ids, b, _, _), head in zip(resumed, heads):
+        for (_, ids, b, _, _, sample_seed), head in zip(resumed, heads):
             limit = answer_allowance(b, context, max_new_tokens, prompt_len=len(ids) + len(head))
-            answer_params.append(SamplingParams(max_tokens=max(limit, 1), **settings, **extra))
+            answer_params.append(SamplingParams(max_tokens=max(limit, 1), **dict(settings, seed=sample_seed),
+                                                **sampling_kwargs))
         answers = llm.generate([TokensPrompt(prompt_token_ids=row[1] + head) for row, head in zip(resumed, heads)],
                                answer_params, use_tqdm=use_tqdm)
         for row, head, out, sp in zip(resumed, heads, answers, answer_params):
             row[3] = head + close_answer(out.outputs[0].token_ids, row[2], markers)
     decode = lambda t: tokenizer.decode(t, skip_special_tokens=False)  # noqa: E731
-    return [result_from_tracker(prompt, generated, tracker, decode) for prompt, _, _, generated, tracker in rows]
+    return [result_from_tracker(prompt, generated, tracker, decode) for prompt, _, _, generated, tracker, _ in rows]
 
 
 def s1_reference_generate(llm: LLM, prompts: Union[Prompt, Sequence[Prompt]], budget: BudgetLike, *,

@@ -7,6 +7,8 @@
 - `"think_format"`: `"s1"` (default) or `"r1"`; only with a budget (alone it is refused: it turns nothing on).
 - `"resumes_overrun"`: `true` from a client that makes the second call the `s1` profile needs when a row's
   thinking rounds run past the cap (`generate_with_budget` does); without it such budgets are refused.
+- `"budget_log"`: a string naming the request, unique among the engine's requests, for a client that collects
+  the processor's injection log afterwards (`hf_s1.engines.vllm.telemetry`): the exact telemetry.
 
 `max_thinking_tokens="auto"` is refused: it depends on the whole batch (the longest prompt), which one request
 does not know; resolve it before sending (`ThinkingBudget.resolve`), as `generate_with_budget` does.
@@ -22,11 +24,12 @@ from typing import Any
 from ...budget import BudgetError, ThinkingBudget
 from ...formats import END_OF_TURN_TEXTS, ThinkFormat, get_format
 
-__all__ = ["BUDGET_KEY", "FORMAT_KEY", "RESUME_KEY", "DEFAULT_BUDGET_ENV", "budget_from_params"]
+__all__ = ["BUDGET_KEY", "FORMAT_KEY", "RESUME_KEY", "LOG_KEY", "DEFAULT_BUDGET_ENV", "budget_from_params", "log_tag"]
 
 BUDGET_KEY = "thinking_budget"
 FORMAT_KEY = "think_format"
 RESUME_KEY = "resumes_overrun"
+LOG_KEY = "budget_log"
 DEFAULT_BUDGET_ENV = "HF_S1_DEFAULT_THINKING_BUDGET"
 
 
@@ -109,6 +112,7 @@ def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None
                           f"second call from the cut, which a single request cannot make: use "
                           f"hf_s1.engines.vllm.generate_with_budget, or set extra_args[{RESUME_KEY!r}]=true if your "
                           f"client makes that call (BudgetTracker.resume).")
+    log_tag(params)
     if getattr(params, "thinking_token_budget", None) is not None:
         # vLLM's own budget runs after custom processors and would override ours: mixed, silent behaviour.
         raise BudgetError(
@@ -116,3 +120,15 @@ def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None
             f"thinking_token_budget and put the cap in the hf-s1 budget (max_thinking_tokens)."
         )
     return budget, fmt
+
+
+def log_tag(params: Any) -> str | None:
+    """The name under which a request's injection log is kept for its client (`extra_args[LOG_KEY]`), or `None`.
+
+    Raises:
+        BudgetError: the name is not a non-empty string.
+    """
+    tag = (getattr(params, "extra_args", None) or {}).get(LOG_KEY)
+    if tag is not None and not (isinstance(tag, str) and tag):
+        raise BudgetError(f"extra_args[{LOG_KEY!r}] must be a non-empty string naming the request, got {tag!r}.")
+    return tag

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 from ...budget import BudgetError, validate
 from ...formats import marker_tokens
 from ..batch_budget import BatchBudget, SlotSpec
-from .params import budget_from_params
+from .params import budget_from_params, log_tag
 from .sampling import SamplerSettings
 
 try:  # vLLM's V1 interface (vLLM >= 0.10.2)
@@ -133,7 +134,13 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         type(self)._validation_tokenizer = self._tokenizer
         self._device = device
         self._lookahead = lookahead
-        self._core = BatchBudget(num_slots, device, lookahead=lookahead)
+        # The injection log is the processor's record of its decisions: exact telemetry for clients
+        # (`telemetry.py`) and exact replay of a preempted request's output when it comes back.
+        self._core = BatchBudget(num_slots, device, lookahead=lookahead, log_injections=True,
+                                 log_length=int(getattr(model_config, "max_model_len", 0) or 0) or 2048)
+        self._tags: list[str | None] = [None] * num_slots  # slot -> the request's `budget_log` name
+        self._slot_of_tag: dict[str, int] = {}
+        self._kept = _KeptLogs()
         self._sampling = SamplerSettings(num_slots, device)
         self._budgeted = np.zeros(num_slots, dtype=bool)
         self._started = np.zeros(num_slots, dtype=bool)
@@ -192,12 +199,55 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
             slots = [slot for slot, _ in entering]
             self._core.set_slots(slots, [spec for _, (spec, _) in entering])
             self._sampling.set(slots, [params for _, (_, params) in entering])
+            for slot in slots:  # a preempted request coming back brings the decisions taken for its output
+                kept = self._kept.take(self._tags[slot]) if self._tags[slot] is not None else None
+                if kept is not None:  # an empty log is a record too: nothing was injected
+                    row = torch.zeros(self._core.injected.shape[1] - 1, dtype=torch.bool)
+                    row[torch.tensor(kept, dtype=torch.long)] = True
+                    self._core.restore_log(slot, row.to(self._device))
+
+    # -- injection logs (exact telemetry, `telemetry.py`) -----------------------------------------------------
+
+    def _enter(self, slot: int, params: Any) -> None:
+        tag = log_tag(params)
+        if tag is not None and tag in self._slot_of_tag:  # back before its old slot was reused (preempted)
+            self._leave(self._slot_of_tag[tag])
+        self._tags[slot] = tag
+        if tag is not None:
+            self._slot_of_tag[tag] = slot
+
+    def _leave(self, slot: int) -> None:
+        """The request in `slot` is gone (finished or preempted): keep its log for its client."""
+        tag = self._tags[slot]
+        if tag is not None:
+            self._kept.keep(tag, self._core.injected[slot, :-1])
+            self._tags[slot] = None
+            del self._slot_of_tag[tag]
+
+    def pop_injection_logs(self, tags: Sequence[str]) -> dict[str, list[int]]:
+        """The injection logs of the requests named `tags` (sorted generated positions where an extrapolation was
+        injected), forgotten once handed over; tags this processor does not know are left out. Reads the device."""
+        logs = {}
+        for tag in tags:
+            if tag in self._slot_of_tag:  # finished, its slot not given away yet
+                slot = self._slot_of_tag.pop(tag)
+                self._tags[slot] = None
+                self._kept.take(tag)
+                logs[tag] = sorted(self._core.injected_positions(slot))
+            else:
+                kept = self._kept.take(tag)
+                if kept is not None:
+                    logs[tag] = kept
+        return logs
 
     # -- Model Runner V2 -------------------------------------------------------------------------------------
 
     def add_request(self, req_idx: int, sampling_params: SamplingParams) -> bool:
         """V2: a request enters slot `req_idx` (also a preempted request coming back); stage its state."""
         spec = self._spec(sampling_params)
+        self._leave(req_idx)  # whatever held the slot before is gone
+        if spec is not None:
+            self._enter(req_idx, sampling_params)
         self._budgeted[req_idx] = spec is not None
         self._started[req_idx] = False
         self._staged[req_idx] = None if spec is None else (spec, sampling_params)
@@ -270,7 +320,7 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         self._prompt_len[slot_t] = lengths
         self._started[slots] = True
         resumed = int((prefill_len - prompt_len).max())
-        if resumed > 0:  # preempted and re-added: catch up with its output (decisions inferred from the tokens)
+        if resumed > 0:  # preempted and re-added: catch up with its output (decisions from its injection log)
             end = _to_device(prefill_len, torch.long, self._device)
             for i in range(resumed):
                 position = lengths + i
@@ -292,6 +342,7 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
                 continue
             slot = self._free.pop()
             self._slot_of_index[index] = slot
+            self._enter(slot, params)
             # vLLM's live output list; a resumed (preempted) request brings what it generated, replayed at apply.
             self._outputs[slot] = output_ids
             self._seen[slot] = 0
@@ -318,6 +369,7 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
     def _drop_index(self, index: int) -> None:
         slot = self._slot_of_index.pop(index, None)
         if slot is not None:
+            self._leave(slot)
             self._budgeted[slot] = False
             self._outputs.pop(slot, None)
             self._core.release([slot])
@@ -363,3 +415,31 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         if ctx is None:
             return self._apply_v1(logits)
         return self._apply_v2(logits, ctx)
+
+
+class _KeptLogs:
+    """Injection logs of named requests that left their slot (finished or preempted), as generated positions on
+    the host until their client collects them. On CUDA the copy starts when the slot is given away and is read
+    when the log is taken, so that no step waits for the device."""
+
+    def __init__(self) -> None:
+        self._logs: dict[str, list[int] | tuple[torch.Tensor, Any]] = {}
+
+    def keep(self, tag: str, row: torch.Tensor) -> None:
+        if row.device.type == "cuda":
+            host = torch.empty(row.shape, dtype=row.dtype, pin_memory=True)
+            host.copy_(row, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            self._logs[tag] = (host, done)
+        else:
+            self._logs[tag] = torch.nonzero(row.cpu()).flatten().tolist()
+
+    def take(self, tag: str) -> list[int] | None:
+        """The kept positions of `tag`, forgotten here; `None` when there are none."""
+        kept = self._logs.pop(tag, None)
+        if isinstance(kept, tuple):
+            host, done = kept
+            done.synchronize()
+            kept = torch.nonzero(host).flatten().tolist()
+        return kept
