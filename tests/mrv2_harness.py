@@ -630,6 +630,7 @@ class RunResult:
     steps: list[StepInfo]
     accepted_drafts: int = 0
     rejected_drafts: int = 0
+    processors: list[Any] = field(default_factory=list)  # the custom logits processors the sampler ran
 
 
 @dataclass
@@ -739,6 +740,7 @@ def run_mrv2(
         sampler = Sampler(vllm_config, max_num_reqs, vocab_size, CPU, req_states,
                           logprobs_mode=model_config.logprobs_mode, num_speculative_tokens=k + 1,
                           custom_logits_processors=custom)
+        result.processors = list(custom)
         current: dict[str, StepInfo] = {}
         if apply_wrapper is not None:
             for proc in custom:

@@ -55,6 +55,24 @@ def test_parity_with_transformers_greedy_fp32(llm, model, tokenizer):
     assert got[0].thinking_tokens == 0 and "<|im_start|>answer\nFinal Answer:" in got[0].text
 
 
+def test_telemetry_equals_transformers_where_the_model_writes_wait_itself(llm, model, tokenizer):
+    """Minimums far above the natural length on a model that loops on "Wait" by itself: every telemetry field
+    equals the transformers engine's, since both count the waits their processor injected (its log), not the
+    "Wait"s in the text."""
+    settings = [(200, 150, 3), (120, 100, 0), (160, 140, 2), (96, 64, 2)]
+    budgets = [ThinkingBudget(max_thinking_tokens=m, min_thinking_tokens=lo, num_waits=w, max_answer_tokens=8)
+               for m, lo, w in settings]
+    prompts = [QUESTIONS[i] for i in (0, 1, 3, 6)]
+    got = vllm_engine.generate_with_budget(llm, prompts, budgets)
+    want = hf_engine.generate_with_budget(model, tokenizer, prompts, budgets, batch_size=4)
+    for g, w in zip(got, want):
+        for name in TELEMETRY:
+            assert getattr(g, name) == getattr(w, name), (name, g.prompt)
+    wait = tokenizer.encode("Wait", add_special_tokens=False)[0]
+    written = [r.token_ids[: r.thinking_tokens].count(wait) - r.waits for r in got]
+    assert max(written) > 0, written  # the model wrote "Wait"s the budget did not inject
+
+
 @pytest.mark.parametrize("do_sample", [False, True], ids=["greedy", "sampled"])
 def test_control_is_100_percent(llm, do_sample):
     # Lower bounds far beyond the model's natural thinking length (a few tokens), upper bound 0, tight windows.
@@ -218,26 +236,29 @@ def test_seeded_sampling_is_reproducible(llm):
     assert sum(r.waits for run in runs for r in run) > 0  # the draws really decided something
 
 
-def test_every_sample_of_n_has_its_own_telemetry(llm, default_model_dir):
-    from hf_s1.budget import BudgetTracker
-    from hf_s1.formats import marker_tokens
-
+def test_every_sample_of_n_has_its_own_telemetry(llm):
+    """`n=3` gives vLLM's own three samples (as `SamplingParams(n=3, seed=7)` draws them), each with the
+    telemetry of its own injection log, equal to the sample run alone with its seed."""
     budget = ThinkingBudget(min_thinking_tokens=8, max_thinking_tokens=30, num_waits=1, max_answer_tokens=6)
     out = vllm_engine.generate_with_budget(llm, QUESTIONS[:2], budget, do_sample=True, temperature=1.0, seed=7, n=3)
     assert len(out) == 6 and [o.prompt for o in out] == [QUESTIONS[0]] * 3 + [QUESTIONS[1]] * 3
-    assert len({tuple(o.token_ids) for o in out[:3]}) > 1  # the samples differ...
-    tokenizer = llm.get_tokenizer()
-    markers = marker_tokens(tokenizer, "s1")
+    assert len({tuple(o.token_ids) for o in out[:3]}) > 1  # the samples differ
     from hf_s1.prompts import prepare_requests
 
-    ids = prepare_requests(tokenizer, QUESTIONS[:2], budget).input_ids
-    for i, o in enumerate(out):  # ...and each result's counts are those of its own ids
-        t = BudgetTracker(budget, markers)
-        t.start(ids[i // 3])
-        t.replay(o.token_ids)
-        assert (o.thinking_tokens, o.answer_tokens, o.waits, o.capped) == (
-            t.stats.thinking_tokens, t.stats.answer_tokens, t.stats.waits, t.stats.capped)
-        assert 8 <= o.thinking_tokens <= 30
+    req = prepare_requests(llm.get_tokenizer(), QUESTIONS[:2], budget)
+    native = llm.generate(
+        [TokensPrompt(prompt_token_ids=ids) for ids in req.input_ids],
+        SamplingParams(n=3, seed=7, temperature=1.0, max_tokens=512, stop_token_ids=list(req.markers.stop_ids),
+                       skip_special_tokens=False, extra_args={"thinking_budget": budget.to_dict()}), use_tqdm=False)
+    samples = [[t for t in s.token_ids if t not in req.markers.stop_set] for o in native for s in o.outputs]
+    assert samples == [o.token_ids for o in out]
+    for k in range(3):
+        alone = vllm_engine.generate_with_budget(llm, QUESTIONS[:2], budget, do_sample=True, temperature=1.0,
+                                                 seed=7 + k)
+        for i, a in enumerate(alone):
+            for name in TELEMETRY:
+                assert getattr(out[3 * i + k], name) == getattr(a, name), (name, i, k)
+        assert all(8 <= a.thinking_tokens <= 30 for a in alone)
 
 
 def test_thinking_token_budget_with_a_budget_is_refused():

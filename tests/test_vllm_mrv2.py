@@ -249,6 +249,31 @@ def test_preemption_and_resume(run, case, want):
     assert any(row.prefill_len > row.prompt_len for step in result.steps for row in step.rows if row.request == i)
 
 
+@pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async"])
+def test_injection_logs_give_the_transformers_telemetry(run, case, reference, async_scheduling):
+    """Named requests (`budget_log`), preempted mid-thinking and mid-answer, slots reused: the processor's logs
+    replayed over the output ids give every telemetry field of the transformers engine."""
+    req, params = case
+    named = [p.clone() for p in params]
+    for i, p in enumerate(named):
+        p.extra_args = {**p.extra_args, "budget_log": f"r{i}"}
+    result = run(sampling=named, preempt={3: [6, 20], 5: [10], 7: [3]}, max_num_reqs=5, shuffle=4,
+                 async_scheduling=async_scheduling)
+    assert len(result.slots[3]) == 3 and len(result.slots[7]) == 2  # really preempted and resumed
+    processor = next(p for p in result.processors if isinstance(p, BudgetForcingLogitsProcessor))
+    logs = processor.pop_injection_logs([f"r{i}" for i in range(len(named))])
+    assert sorted(logs) == sorted(f"r{i}" for i in range(len(named)))
+    for i, (ids, want) in enumerate(zip(generated(result, req.markers.stop_ids), reference)):
+        tracker = BudgetTracker(BUDGETS[i], req.markers)
+        tracker.start(req.input_ids[i])
+        tracker.replay(ids, injected=set(logs[f"r{i}"]))
+        tracker.finish(ids)
+        got = (ids, tracker.stats.thinking_tokens, tracker.stats.answer_tokens, tracker.stats.waits,
+               tracker.stats.capped)
+        assert got == (want.token_ids, want.thinking_tokens, want.answer_tokens, want.waits, want.capped), i
+    assert sum(len(v) for v in logs.values()) == sum(r.waits for r in reference) >= 3
+
+
 def test_reused_slots_second_wave(run, case, want):
     req, _ = case
     result = run(max_num_reqs=3)
