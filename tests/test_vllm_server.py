@@ -43,7 +43,9 @@ def server(default_model_dir, tmp_path_factory):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("vllm_server") / "server.log"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1", VLLM_CPU_NUM_OF_RESERVED_CPU="0")
+    # Dev mode + the worker extension: clients fetch the processor's injection logs (exact telemetry).
+    env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1", VLLM_CPU_NUM_OF_RESERVED_CPU="0",
+               VLLM_SERVER_DEV_MODE="1")
     # The API server module rather than the `vllm serve` script: vllm-cpu 0.32's script looks up the version of a
     # distribution named "vllm" and exits (PackageNotFoundError); both run the same server.
     cmd = [
@@ -51,6 +53,7 @@ def server(default_model_dir, tmp_path_factory):
         "--host", "127.0.0.1", "--port", str(port), "--served-model-name", MODEL_NAME,
         "--dtype", "float32", "--enforce-eager", "--max-model-len", "1024", "--max-num-seqs", "8",
         "--logits-processors", "hf_s1.engines.vllm:BudgetForcingLogitsProcessor",
+        "--worker-extension-cls", "hf_s1.engines.vllm.telemetry.InjectionLogWorker",
     ]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -97,6 +100,49 @@ def test_completion_matches_the_transformers_engine(client, model, tokenizer):
     assert served[len(want.token_ids) :] == [tokenizer.eos_token_id]
     assert resp.usage.completion_tokens == len(served)
     assert "<|im_start|>answer" in choice.text
+
+
+def test_exact_telemetry_through_the_server(server, client, model, tokenizer):
+    """Named requests, their injection logs fetched from the server: the telemetry of the transformers engine,
+    on a prompt where the model writes "Wait" by itself (inferred from the ids it would count 14 waits, not 7)."""
+    from hf_s1.budget import BudgetError, BudgetTracker
+    from hf_s1.engines.vllm.telemetry import fetch_injection_logs
+
+    question = "Name a prime number larger than 10."
+    budgets = [ThinkingBudget(max_thinking_tokens=120, min_thinking_tokens=100, max_answer_tokens=8),
+               ThinkingBudget(max_thinking_tokens=40, min_thinking_tokens=30, num_waits=1, max_answer_tokens=8)]
+    markers = marker_tokens(tokenizer, "s1")
+    prompt_ids = tokenizer(build_prompt(tokenizer, question, get_format("s1")), add_special_tokens=False)["input_ids"]
+
+    def ask(i: int):
+        xargs = {"thinking_budget": json.dumps(budgets[i].to_dict()), "budget_log": f"server-test-{i}"}
+        return client.completions.create(
+            model=MODEL_NAME, prompt=prompt_ids, max_tokens=256, temperature=0.0,
+            extra_body={"vllm_xargs": xargs, "return_token_ids": True, "skip_special_tokens": False})
+
+    with ThreadPoolExecutor(2) as pool:
+        responses = list(pool.map(ask, range(2)))
+    logs = fetch_injection_logs(f"{server}/v1", ["server-test-0", "server-test-1", "never-sent"])
+    assert sorted(logs) == ["server-test-0", "server-test-1"]
+    inferred = []
+    for i, resp in enumerate(responses):
+        served = [t for t in resp.choices[0].model_extra["token_ids"] if t not in markers.stop_set]
+        want = hf_engine.generate_with_budget(model, tokenizer, question, budgets[i])[0]
+        tracker = BudgetTracker(budgets[i], markers)
+        tracker.start(prompt_ids)
+        tracker.replay(served, injected=set(logs[f"server-test-{i}"]))
+        tracker.finish(served)
+        assert served == want.token_ids
+        guess = BudgetTracker(budgets[i], markers)  # what a server without the logs could report
+        guess.start(prompt_ids)
+        guess.replay(served)
+        inferred.append(guess.stats.waits)
+        assert (tracker.stats.thinking_tokens, tracker.stats.answer_tokens, tracker.stats.waits,
+                tracker.stats.capped) == (want.thinking_tokens, want.answer_tokens, want.waits, want.capped)
+    assert inferred[0] > len(logs["server-test-0"])  # the model's own "Wait"s would be taken for injected ones
+    assert fetch_injection_logs(server, ["server-test-0"]) == {}  # handed over once
+    with pytest.raises(BudgetError, match="VLLM_SERVER_DEV_MODE=1"):
+        fetch_injection_logs(f"http://127.0.0.1:{_free_port()}", ["x"], timeout=5)
 
 
 def test_per_request_budgets_in_one_batch_via_chat(client, tokenizer):

@@ -336,11 +336,17 @@ FREE = Free()
 
 @dataclass
 class BudgetStats:
-    """Telemetry of one generated sequence."""
+    """Telemetry of one generated sequence.
+
+    A *wait* is an injected extrapolation: an attempt to end thinking that the budget replaced by the
+    extrapolation string (`BudgetTracker.intercept`, the one place `waits` is counted). A "Wait" the model writes
+    by itself is thinking, never a wait; so an engine that rebuilds telemetry from output ids replays them with
+    its record of where it injected (`BudgetTracker.replay(ids, injected=...)`), and every engine reports the same.
+    """
 
     thinking_tokens: int = 0
     answer_tokens: int = 0
-    waits: int = 0
+    waits: int = 0  # injected extrapolations (above)
     capped: bool = False
     finished: bool = False  # ended with an end-of-sequence token (else: stopped by a length limit)
     thinking_started: bool = False
@@ -518,9 +524,10 @@ class BudgetTracker:
         multi-call loop, telemetry rebuilt from output ids): decisions are re-run.
 
         Whether an intercepted end was replaced is known exactly when `injected` holds the generated
-        positions where an extrapolation was injected (an engine's log). Otherwise it is inferred: a token
-        equal to what an intercept would force is taken as forced (a model that wrote that very token itself,
-        at a point where an end would have been extended, is then counted as one more wait)."""
+        positions where an extrapolation was injected (the engine's log: every engine's `generate_with_budget`
+        passes it). Otherwise it is inferred: a token equal to what an intercept would force is taken as forced,
+        so a model that wrote that very token itself, at a point where an end would have been extended, is
+        counted as one more wait (`BudgetStats`: it is not one)."""
         for token in token_ids:
             action = self.next_action()
             if isinstance(action, Intercept):

@@ -34,6 +34,13 @@ def s1_loop(
 
     Returns the generated ids (end-of-sequence token excluded) and the telemetry.
     """
+    generated, stats, _ = _s1_loop(complete, prompt_ids, budget, markers, answer_tokens=answer_tokens)
+    return generated, stats
+
+
+def _s1_loop(complete: Complete, prompt_ids: Sequence[int], budget: ThinkingBudget, markers: MarkerTokens, *,
+             answer_tokens: int) -> tuple[list[int], BudgetStats, set[int]]:
+    """`s1_loop`, also returning the generated positions where it appended an extrapolation (its injection log)."""
     if tuple(prompt_ids[-len(markers.think_start) :]) != markers.think_start:
         raise ValueError("s1_loop expects a prompt that ends with the think-start marker.")
     prompt = list(prompt_ids)
@@ -42,6 +49,7 @@ def s1_loop(
     prefix = markers.encode_budget_string(budget.answer_prefix, "answer_prefix")
     stats = BudgetStats(thinking_started=True)
     gen: list[int] = []
+    injected: set[int] = set()
     while True:
         left = None if cap is None else cap - stats.thinking_tokens
         if left == 0:
@@ -56,13 +64,14 @@ def s1_loop(
         stats.thinking_tokens += len(body)
         if not ended:
             if left is None:  # no cap and no end: the allowance ran out
-                return gen, stats
+                return gen, stats, injected
             continue  # the cap is reached: the next turn cuts
         if budget.must_extend(stats.thinking_tokens, stats.waits):
             wait = markers.encode_budget_string(budget.extrapolation_at(stats.waits), "extrapolation")
             stats.waits += 1
             if cap is not None:
                 wait = wait[: cap - stats.thinking_tokens]
+            injected.add(len(gen))
             gen += wait
             stats.thinking_tokens += len(wait)
             continue
@@ -75,7 +84,7 @@ def s1_loop(
     body = answer[:-1] if finished else answer
     stats.answer_tokens = len(body)
     stats.finished = finished or budget.max_answer_tokens is not None
-    return gen + body, stats
+    return gen + body, stats, injected
 
 
 def s1_loop_result(
@@ -89,10 +98,10 @@ def s1_loop_result(
     decode: Callable[[Sequence[int]], str],
 ) -> BudgetedGeneration:
     """`s1_loop` as a `BudgetedGeneration`: counts from the loop, token kinds and spans from a tracker replay."""
-    generated, stats = s1_loop(complete, prompt_ids, budget, markers, answer_tokens=answer_tokens)
+    generated, stats, injected = _s1_loop(complete, prompt_ids, budget, markers, answer_tokens=answer_tokens)
     tracker = BudgetTracker(budget, markers)
     tracker.start(prompt_ids)
-    tracker.replay(generated)
+    tracker.replay(generated, injected=injected)
     spans = tracker.finish(generated)
     stats = dataclasses.replace(spans, thinking_tokens=stats.thinking_tokens, answer_tokens=stats.answer_tokens,
                                 waits=stats.waits, capped=stats.capped, finished=stats.finished)

@@ -422,10 +422,23 @@ class _KeptLogs:
     the host until their client collects them. On CUDA the copy starts when the slot is given away and is read
     when the log is taken, so that no step waits for the device."""
 
+    # Logs nobody collects (a client that named its requests and went away) must not grow a server's memory
+    # without bound: past this many, the oldest is dropped.
+    LIMIT = 65_536
+
     def __init__(self) -> None:
         self._logs: dict[str, list[int] | tuple[torch.Tensor, Any]] = {}
+        self._warned = False
 
     def keep(self, tag: str, row: torch.Tensor) -> None:
+        self._logs.pop(tag, None)
+        if len(self._logs) >= self.LIMIT:
+            self._logs.pop(next(iter(self._logs)))
+            if not self._warned:
+                self._warned = True
+                logger.warning("hf-s1: %d injection logs were never collected; dropping the oldest (collect "
+                               "them with hf_s1.engines.vllm.telemetry, or do not name requests with budget_log).",
+                               self.LIMIT)
         if row.device.type == "cuda":
             host = torch.empty(row.shape, dtype=row.dtype, pin_memory=True)
             host.copy_(row, non_blocking=True)

@@ -6,8 +6,11 @@ keeps that log after it finishes, until a client collects it with vLLM's `collec
 
 - offline (`vllm.LLM`): `collect_injection_logs(llm, tags)`; `generate_with_budget` does it for every request;
 - `vllm serve`: start it with `--worker-extension-cls hf_s1.engines.vllm.telemetry.InjectionLogWorker` and
-  `VLLM_SERVER_DEV_MODE=1`, then `POST /collective_rpc` with
-  `{"method": "hf_s1_injection_logs", "args": ["[\\"tag\\", ...]"]}` (the dev endpoint passes string arguments).
+  `VLLM_SERVER_DEV_MODE=1`, send each request with `vllm_xargs: {"budget_log": "<tag>"}` (and
+  `return_token_ids: true`), then `fetch_injection_logs(server_url, tags)`, which posts
+  `{"method": "hf_s1_injection_logs", "args": ["[\\"tag\\", ...]"]}` to vLLM's `/collective_rpc` (its development
+  endpoint takes string arguments only). Without both settings a server cannot hand the logs out: its clients
+  can only infer the telemetry from the ids (`BudgetTracker.replay` without `injected`).
 
 `BudgetTracker.replay(ids, injected=positions)` turns the output ids and a log into the same telemetry the
 transformers engine reports. Without a log, `replay` can only infer the decisions from the ids (see there).
@@ -17,13 +20,16 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.error
+import urllib.request
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ...budget import BudgetError
 from .processor import BudgetForcingLogitsProcessor
 
-__all__ = ["InjectionLogWorker", "RPC_METHOD", "WORKER_EXTENSION", "collect_injection_logs", "injection_logs"]
+__all__ = ["InjectionLogWorker", "RPC_METHOD", "WORKER_EXTENSION", "collect_injection_logs", "fetch_injection_logs",
+           "injection_logs"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +94,34 @@ def collect_injection_logs(llm: Any, tags: Iterable[str]) -> dict[str, list[int]
             f"could not collect the budget processor's injection logs from the engine ({exc}): build the LLM with "
             f"hf_s1.engines.vllm.load_llm(), or pass worker_extension_cls={WORKER_EXTENSION!r} to vllm.LLM."
         ) from exc
+    return _merge(per_worker)
+
+
+def fetch_injection_logs(server_url: str, tags: Iterable[str], *, timeout: float = 60.0) -> dict[str, list[int]]:
+    """The injection logs of finished requests named `tags`, from a running `vllm serve` (see the module
+    docstring for how to start it). `server_url` is the server's root (`http://host:port`; a trailing `/v1` is
+    ignored). Logs are handed over once: a second call for the same tag leaves it out.
+
+    Raises:
+        BudgetError: the server does not offer the logs; the message names the settings it needs.
+    """
+    root = server_url.rstrip("/").removesuffix("/v1")
+    body = json.dumps({"method": RPC_METHOD, "args": [json.dumps(list(tags))]}).encode()
+    request = urllib.request.Request(f"{root}/collective_rpc", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload = json.load(response)
+    except (urllib.error.URLError, ValueError) as exc:  # HTTPError is a URLError: 404 without dev mode, 500 ...
+        raise BudgetError(
+            f"could not fetch injection logs from {root}/collective_rpc ({exc}): start the server with "
+            f"VLLM_SERVER_DEV_MODE=1 and --worker-extension-cls {WORKER_EXTENSION}."
+        ) from exc
+    return _merge(payload.get("results") or [])
+
+
+def _merge(per_worker: Iterable[Any]) -> dict[str, list[int]]:
     logs: dict[str, list[int]] = {}
     for found in per_worker:  # tensor-parallel ranks decide alike: any rank that knows a tag has its log
         for tag, positions in (found or {}).items():
-            logs.setdefault(tag, positions)
+            logs.setdefault(tag, list(positions))
     return logs
