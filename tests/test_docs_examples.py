@@ -33,6 +33,8 @@ TIMEOUT_S = 240
 # Python blocks that are not run, by document and the first words of a line they contain.
 SKIP_PYTHON: dict[tuple[str, str], str] = {
     ("docs/vllm.md", "client = openai.OpenAI("): "needs a running vLLM OpenAI server (started by the commands above)",
+    ("docs/vllm.md", "fetch_injection_logs(\"http"): "needs a running vLLM server in dev mode; "
+                                                   "tests/test_vllm_server.py runs these steps",
     ("docs/space.md", "build_demo(runtime).launch()"): "starts a web server that runs until stopped",
 }
 
@@ -52,6 +54,8 @@ SKIP_SHELL: dict[tuple[str, str], str] = {
     ("docs/vllm.md", "pip "): "installs packages (network)",
     ("docs/vllm.md", "vllm serve "): "a server that runs until stopped, Qwen2.5-7B from the Hub",
     ("docs/vllm.md", "python -m vllm.entrypoints.openai.api_server"): "a server that runs until stopped",
+    ("docs/vllm.md", "VLLM_SERVER_DEV_MODE=1 python -m vllm.entrypoints.openai.api_server"):
+        "a server that runs until stopped (tests/test_vllm_server.py starts it so)",
     ("docs/space.md", "pip "): "installs packages (network)",
     ("docs/space.md", "python spaces/app.py"): "a web server that runs until stopped",
     ("docs/space.md", "HF_S1_SPACE_MODEL=/path/to/model python spaces/app.py"): "a web server that runs until stopped",

@@ -111,3 +111,15 @@ def _end_row(end_id):
     row = torch.zeros(1, VOCAB)
     row[0, end_id] = 5.0
     return row
+
+
+def test_a_bad_log_name_is_refused_at_admission():
+    import pytest
+
+    from hf_s1 import BudgetError
+
+    for bad in (5, "", ["a"]):
+        params = SamplingParams(extra_args={"thinking_budget": {}, "budget_log": bad})
+        with pytest.raises(BudgetError, match="budget_log.*non-empty string"):
+            BudgetForcingLogitsProcessor.validate_params(params)
+    BudgetForcingLogitsProcessor.validate_params(SamplingParams(extra_args={"thinking_budget": {}, "budget_log": "a"}))

@@ -9,20 +9,26 @@ One class, `BudgetForcingLogitsProcessor`, implements both logits-processor inte
   `apply_staged_writes()` + `apply(logits, ctx)`; the default runner of vLLM on GPUs).
 
 Modules, by job: `params` (what a request carries in `SamplingParams.extra_args`), `sampling` (the sampler
-settings that decide how likely an end is), `processor` (the adapter onto `hf_s1.engines.batch_budget`), `llm`
+settings that decide how likely an end is), `processor` (the adapter onto `hf_s1.engines.batch_budget`),
+`telemetry` (the processor's injection logs, collected from the workers for exact telemetry), `llm`
 (`vllm.LLM` helpers).
 """
 
 from .llm import generate_with_budget, load_llm, s1_reference_generate
-from .params import BUDGET_KEY, DEFAULT_BUDGET_ENV, FORMAT_KEY, budget_from_params
+from .params import BUDGET_KEY, DEFAULT_BUDGET_ENV, FORMAT_KEY, LOG_KEY, budget_from_params
 from .processor import BudgetForcingLogitsProcessor
+from .telemetry import WORKER_EXTENSION, collect_injection_logs, fetch_injection_logs
 
 __all__ = [
     "BUDGET_KEY",
     "FORMAT_KEY",
+    "LOG_KEY",
+    "WORKER_EXTENSION",
     "DEFAULT_BUDGET_ENV",
     "BudgetForcingLogitsProcessor",
     "budget_from_params",
+    "collect_injection_logs",
+    "fetch_injection_logs",
     "load_llm",
     "generate_with_budget",
     "s1_reference_generate",
