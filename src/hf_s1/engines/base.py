@@ -83,9 +83,9 @@ class TransformersEngine:
 
             set_seed(seed)
         generate_kwargs.setdefault("batch_size", self.batch_size)
+        generate_kwargs.setdefault("think_format", self.think_format)  # a caller may name the request's own
         return generate_with_budget(
-            self.model, self.tokenizer, _listed(prompts), _listed(budgets), think_format=self.think_format,
-            system_prompt=self.system_prompt, do_sample=do_sample, temperature=temperature, top_p=top_p,
+            self.model, self.tokenizer, _listed(prompts), _listed(budgets), system_prompt=self.system_prompt, do_sample=do_sample, temperature=temperature, top_p=top_p,
             max_new_tokens=max_new_tokens, **generate_kwargs,
         )
 
@@ -108,9 +108,9 @@ class VLLMEngine:
         """`generate_with_budget` on this engine's LLM; `sampling_kwargs` go to it (`vllm.SamplingParams`)."""
         from ..engines.vllm import generate_with_budget
 
+        sampling_kwargs.setdefault("think_format", self.think_format)
         return generate_with_budget(
-            self.llm, _listed(prompts), _listed(budgets), think_format=self.think_format,
-            system_prompt=self.system_prompt, do_sample=do_sample, temperature=temperature, top_p=top_p, seed=seed,
+            self.llm, _listed(prompts), _listed(budgets), system_prompt=self.system_prompt, do_sample=do_sample, temperature=temperature, top_p=top_p, seed=seed,
             max_new_tokens=max_new_tokens, **sampling_kwargs,
         )
 
