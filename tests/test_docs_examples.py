@@ -51,6 +51,9 @@ SKIP_SHELL: dict[tuple[str, str], str] = {
     ("README.md", "hf-s1 report runs/math500"): "reads the folder of the math500 sweep above",
     ("docs/evaluation.md", "hf-s1 eval --benchmark aime24"): "AIME24 and simplescaling/s1.1-32B from the Hub, a GPU",
     ("docs/evaluation.md", "hf-s1 report runs/aime24-table3"): "reads the folder of the aime24 sweep above",
+    ("README.md", "hf-s1-lm-eval --model hf-s1"): "AIME24 from the Hub (tests/test_lm_eval_backend.py: the same shape)",
+    ("docs/evaluation.md", "hf-s1-lm-eval --model hf-s1"):
+        "s1.1-32B on 8 GPUs; tests/test_lm_eval_backend.py runs the same command shape on the embedded model",
     ("docs/vllm.md", "pip "): "installs packages (network)",
     ("docs/vllm.md", "vllm serve "): "a server that runs until stopped, Qwen2.5-7B from the Hub",
     ("docs/vllm.md", "python -m vllm.entrypoints.openai.api_server"): "a server that runs until stopped",
