@@ -113,6 +113,13 @@ def test_sampled_runs_repeat_with_a_seed(vllm_lm, tasks):
     assert [s["resps"] for s in first] != [s["resps"] for s in other]
 
 
+def test_max_gen_toks_beyond_the_context_is_kept_within_it(vllm_lm, tasks):
+    # lm-eval's tasks ask for more than a 1,024-token engine holds (aime24: 32,768); as lm-eval's own models do,
+    # the allowance shrinks to what the context leaves instead of failing every request.
+    samples = _evaluate(vllm_lm, tasks, "hf_s1_toy", "max_thinking_tokens=16,max_answer_tokens=8,max_gen_toks=32768")
+    assert all(_telemetry(s)["thinking_tokens"] <= 16 for s in samples) and len(samples) == len(QUESTIONS)
+
+
 @pytest.mark.parametrize("gen_kwargs, match", [
     ("max_tokens_thinking=16,thinking_budget_tokens=8", "thinking_budget_tokens: not a setting"),
     ("min_thinking_tokens=50,max_thinking_tokens=10", "above max_thinking_tokens"),

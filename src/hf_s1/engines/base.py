@@ -72,6 +72,13 @@ class TransformersEngine:
         self.model, self.tokenizer = model, tokenizer
         self.batch_size, self.think_format, self.system_prompt = batch_size, think_format, system_prompt
 
+    @property
+    def context_length(self) -> int | None:
+        """The longest sequence the model takes (prompt + generation), when its config says."""
+        from ..models import context_length
+
+        return context_length(self.model)
+
     def generate(self, prompts, budgets, *, do_sample=False, temperature=1.0, top_p=1.0, seed=None,
                  max_new_tokens=None, **generate_kwargs):
         """`generate_with_budget` over this engine's model; `generate_kwargs` go to it (and on to
@@ -102,6 +109,15 @@ class VLLMEngine:
 
     def __init__(self, llm: Any, *, think_format: Any = None, system_prompt: str | None = None) -> None:
         self.llm, self.think_format, self.system_prompt = llm, think_format, system_prompt
+
+    @property
+    def context_length(self) -> int | None:
+        """The engine's `max_model_len` (prompt + generation)."""
+        return getattr(self.llm.llm_engine.model_config, "max_model_len", None)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.llm.get_tokenizer()
 
     def generate(self, prompts, budgets, *, do_sample=False, temperature=1.0, top_p=1.0, seed=None,
                  max_new_tokens=None, **sampling_kwargs):

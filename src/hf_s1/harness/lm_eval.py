@@ -75,7 +75,7 @@ class HfS1LM(LM):
             raise EvalError(f"model_args {', '.join(sorted(llm_kwargs))}: only engine=vllm takes engine settings.")
         size = 8 if batch_size in (None, "") or str(batch_size).startswith("auto") else int(batch_size)
         self.engine = load_engine(engine, pretrained, batch_size=size, think_format=think_format, **llm_kwargs)
-        self.tokenizer = self.engine.llm.get_tokenizer() if engine == "vllm" else self.engine.tokenizer
+        self.tokenizer = self.engine.tokenizer
         self._name = str(pretrained or "embedded-smollm2")
         self._format = get_format(think_format, self.tokenizer)
 
@@ -109,15 +109,29 @@ class HfS1LM(LM):
             settings = _settings(requests[rows[0]].args[1])
             ask = from_gen_kwargs(settings, default_format=self._format)
             self._check_thinking_stops(ask.thinking_stops)
+            contexts = [requests[i].args[0] for i in rows]
             results = self.engine.generate(
-                [requests[i].args[0] for i in rows], ask.budget, do_sample=ask.do_sample,
-                temperature=ask.temperature, top_p=ask.top_p, seed=ask.seed, max_new_tokens=ask.max_gen_toks,
+                contexts, ask.budget, do_sample=ask.do_sample, temperature=ask.temperature, top_p=ask.top_p,
+                seed=ask.seed, max_new_tokens=self._allowance(ask, contexts),
                 top_k=ask.top_k, min_p=ask.min_p, think_format=ask.think_format, chat_template=False)
             for i, result in zip(rows, results):
                 out[i] = ask.think_format.think_start + _cut(result.text, result.answer, ask.until)
                 gen_kwargs = requests[i].args[1]
                 gen_kwargs.setdefault(TELEMETRY_KEY, []).append({k: getattr(result, k) for k in TELEMETRY_FIELDS})
         return out
+
+    def _allowance(self, ask: Any, contexts: Sequence[str]) -> int | None:
+        """`max_gen_toks`, kept within the context as lm-eval's own models keep it. The s1 profile needs no
+        clamp: its allowance is s1's `max_gen_toks`, and a row never runs past the context (s1's `auto` is
+        computed from `max_gen_toks` and the longest prompt, as in s1's fork)."""
+        context = self.engine.context_length
+        if ask.max_gen_toks is None or context is None or ask.budget.profile == "s1":
+            return ask.max_gen_toks
+        from ..prompts import prepare_requests
+
+        ids = prepare_requests(self.tokenizer, list(contexts), ask.budget, think_format=ask.think_format,
+                               chat_template=False).input_ids
+        return max(1, min(ask.max_gen_toks, context - max(len(row) for row in ids)))
 
     def _check_thinking_stops(self, stops: Sequence[str]) -> None:
         markers = marker_tokens(self.tokenizer, self._format)
