@@ -16,7 +16,7 @@ from ...prompts import Prompt, check_sampling, prepare_requests
 from ...reference import s1_loop_result
 from ...results import BudgetedGeneration, result_from_tracker
 from .params import BUDGET_KEY, FORMAT_KEY, LOG_KEY, RESUME_KEY
-from .processor import BudgetForcingLogitsProcessor
+from .processor import KEPT_LOGS, BudgetForcingLogitsProcessor
 from .telemetry import WORKER_EXTENSION, collect_injection_logs
 
 if TYPE_CHECKING:
@@ -170,8 +170,11 @@ def generate_with_budget(
             sample = dict(settings, seed=None if seed is None else seed + k)
             params.append(SamplingParams(max_tokens=limit, extra_args=extra, **sample, **sampling_kwargs))
             requests.append(TokensPrompt(prompt_token_ids=ids))
-    outputs = llm.generate(requests, params, use_tqdm=use_tqdm)
-    logs = collect_injection_logs(llm, [p.extra_args[LOG_KEY] for p in params])
+    outputs, logs = [], {}
+    for start in range(0, len(requests), KEPT_LOGS):  # collect before the processor would drop uncollected logs
+        part = params[start : start + KEPT_LOGS]
+        outputs += llm.generate(requests[start : start + KEPT_LOGS], part, use_tqdm=use_tqdm)
+        logs.update(collect_injection_logs(llm, [p.extra_args[LOG_KEY] for p in part]))
     rows = []  # (prompt, prompt ids, budget, generated ids, tracker, seed): every sample its own row
     for j, (out, sp) in enumerate(zip(outputs, params)):
         prompt, ids, b = prompt_list[j // n], prompt_ids[j // n], budgets[j // n]

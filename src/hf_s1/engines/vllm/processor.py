@@ -417,14 +417,17 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         return self._apply_v2(logits, ctx)
 
 
+# Logs nobody collects (a client that named its requests and went away) must not grow a server's memory without
+# bound: past this many, the oldest is dropped. On CUDA each holds a pinned row of max_model_len bytes until taken.
+KEPT_LOGS = 4096
+
+
 class _KeptLogs:
     """Injection logs of named requests that left their slot (finished or preempted), as generated positions on
     the host until their client collects them. On CUDA the copy starts when the slot is given away and is read
     when the log is taken, so that no step waits for the device."""
 
-    # Logs nobody collects (a client that named its requests and went away) must not grow a server's memory
-    # without bound: past this many, the oldest is dropped.
-    LIMIT = 65_536
+    LIMIT = KEPT_LOGS
 
     def __init__(self) -> None:
         self._logs: dict[str, list[int] | tuple[torch.Tensor, Any]] = {}
