@@ -85,9 +85,9 @@ def test_s1_command_line_gives_the_s1_profile(tasks, tmp_path, model, tokenizer,
     want = hf_engine.generate_with_budget(model, tokenizer, prompts, budget, max_new_tokens=260)
     for sample, w in zip(samples, want):
         (response,) = sample["resps"][0]
-        head, answer = w.text[: len(w.text) - len(w.answer)], w.answer
-        cuts = [answer.find(u) for u in ("Question:", "</s>", "<|im_end|>", "<|eot_id|>") if u in answer]
-        assert response == "<|im_start|>think" + head + (answer[: min(cuts)] if cuts else answer)
+        after = w.text.rfind("<|im_start|>answer") + len("<|im_start|>answer")  # until cuts the answer only
+        cuts = [w.text.find(u, after) for u in ("Question:", "</s>", "<|im_end|>", "<|eot_id|>") if u in w.text[after:]]
+        assert response == "<|im_start|>think" + (w.text[: min(cuts)] if cuts else w.text)
         record = _telemetry(sample)
         assert (record["thinking_tokens"], record["waits"], record["capped"]) == (w.thinking_tokens, w.waits,
                                                                                    w.capped)

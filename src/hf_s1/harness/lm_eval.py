@@ -150,9 +150,19 @@ def _settings(gen_kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cut(text: str, answer: str, until: Sequence[str]) -> str:
-    """`text` with its answer cut at the first of `until` (the thinking is never cut: s1 stops thinking only at
-    its markers)."""
-    head, tail = text[: len(text) - len(answer)], answer
+    r"""`text` with its answer cut at the first of `until` (the thinking is never cut: s1 stops thinking only at
+    its markers).
+
+    ```python
+    >>> _cut("think<|im_start|>answer\nFinal Answer: 4\nQuestion: next\n", "Final Answer: 4\nQuestion: next", ["Question:"])
+    'think<|im_start|>answer\nFinal Answer: 4\n'
+    >>> _cut("think<|im_start|>answer\nFinal Answer: 4\n", "Final Answer: 4", [])
+    'think<|im_start|>answer\nFinal Answer: 4\n'
+
+    ```
+    """
+    start = text.rfind(answer) if answer else -1  # `answer` is stripped: find it rather than count from the end
+    head, tail = (text[:start], text[start:]) if start >= 0 else (text, "")
     ends = [tail.find(u) for u in until if u and u in tail]
     return head + (tail[: min(ends)] if ends else tail)
 
