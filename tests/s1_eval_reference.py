@@ -53,10 +53,13 @@ def s1_eval_loop(complete: Complete, prompt_ids: Sequence[int], *, cap: int, num
     return kept + cut + answer, outcome, i + 1
 
 
-def compare_profile(generate, complete: Complete, tokenizer, prompts, caps, waits, answer_tokens: int):
+def compare_profile(generate, complete: Complete, tokenizer, prompts, caps, waits, answer_tokens: int,
+                    answer_in_budget: bool = True):
     """Run the `s1` profile (`generate(prompts, budget) -> results`) and `s1_eval_loop` (`complete`) on every
     prompt x cap x Wait count; returns (matching runs, runs, classes): `classes` counts runs by (class, whether the last round was the last
-    one allowed, `num_waits + 1`), see `s1_eval_loop`."""
+    one allowed, `num_waits + 1`), see `s1_eval_loop`. With `answer_in_budget=False` the budget leaves
+    `max_answer_tokens` unset and `generate` must give the call an allowance of `answer_tokens` (s1's
+    `max_gen_toks`, all of which s1's answer call gets)."""
     from collections import Counter
 
     from hf_s1 import ThinkingBudget
@@ -66,7 +69,8 @@ def compare_profile(generate, complete: Complete, tokenizer, prompts, caps, wait
     classes: Counter = Counter()
     for cap in caps:
         for n in waits:
-            budget = ThinkingBudget(max_thinking_tokens=cap, num_waits=n, max_answer_tokens=answer_tokens, profile="s1")
+            budget = ThinkingBudget(max_thinking_tokens=cap, num_waits=n, profile="s1",
+                                    max_answer_tokens=answer_tokens if answer_in_budget else None)
             results = generate(prompts, budget)
             req = prepare_requests(tokenizer, prompts, budget)
             m = req.markers

@@ -229,6 +229,26 @@ def test_resumed_runs_keep_the_last_rounds_cut_form_on_smollm2_transformers(mode
     assert min(classes[("stop", True)], classes[("length", False)], classes[("length", True)]) >= 1, classes
 
 
+def test_answer_gets_s1s_answer_allowance_on_smollm2_transformers(model, tokenizer):
+    """No `max_answer_tokens`: the answer stops where s1's answer call (`max_gen_toks`) would, by length."""
+    from s1_eval_reference import compare_profile
+
+    from hf_s1.engines.transformers import generate_with_budget
+
+    ended = []
+
+    def generate(prompts, budget):
+        out = generate_with_budget(model, tokenizer, prompts, budget, max_new_tokens=6)
+        ended.extend(r.finish_reason for r in out)
+        return out
+
+    prompts = ["Explain gravity briefly.", "What is 17 * 23?", "Say hello.", "Is 221 prime?"]
+    matches, runs, classes = compare_profile(generate, transformers_complete(model), tokenizer, prompts, caps=(8,),
+                                             waits=(0, 2), answer_tokens=6, answer_in_budget=False)
+    assert (matches, runs) == (8, 8), classes
+    assert "length" in ended, ended
+
+
 def test_auto_from_the_real_allowance_and_batch(model, tokenizer):
     """"auto" = allowance - longest prompt of the call - start marker - (end marker + "\\n" + prefix) - 100: a row
     that cannot end (Waits left) is cut exactly there, whatever its own prompt length."""

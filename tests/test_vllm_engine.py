@@ -201,6 +201,34 @@ def test_s1_profile_resumed_runs_keep_the_last_rounds_cut_form(llm):
     assert min(classes[("stop", True)], classes[("length", False)], classes[("length", True)]) >= 1, classes
 
 
+def test_s1_profile_answer_gets_s1s_answer_allowance(llm):
+    """No `max_answer_tokens`: s1's answer call writes at most `max_gen_toks` tokens; the single pass's rows may
+    write far more (every round up to the cap), so the answer is cut where s1's call would stop."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from s1_eval_reference import compare_profile
+
+    def complete(ids, max_new, stop_ids, min_tokens):
+        sp = SamplingParams(max_tokens=max_new, temperature=0.0, stop_token_ids=list(stop_ids), min_tokens=min_tokens,
+                            skip_special_tokens=False)
+        return list(llm.generate([TokensPrompt(prompt_token_ids=ids)], sp, use_tqdm=False)[0].outputs[0].token_ids)
+
+    ended = []
+
+    def generate(prompts, budget):
+        out = vllm_engine.generate_with_budget(llm, prompts, budget, max_new_tokens=6)
+        ended.extend(r.finish_reason for r in out)
+        return out
+
+    prompts = ["Explain gravity briefly.", "What is 17 * 23?", "Say hello.", "Is 221 prime?"]
+    matches, runs, classes = compare_profile(generate, complete, llm.get_tokenizer(), prompts, caps=(8,),
+                                             waits=(0, 2), answer_tokens=6, answer_in_budget=False)
+    assert (matches, runs) == (8, 8), classes
+    assert "length" in ended, ended  # an answer really ran into s1's allowance
+
+
 def test_s1_profile_and_auto_requests_need_a_client_that_resumes(llm):
     for budget, match in (({"profile": "s1", "max_thinking_tokens": 8}, "second call"),
                           ({"max_thinking_tokens": "auto"}, "whole batch")):

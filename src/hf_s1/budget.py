@@ -45,6 +45,7 @@ __all__ = [
     "generation_allowance",
     "answer_allowance",
     "close_answer",
+    "s1_answer_cut",
     "token_allowance",
 ]
 
@@ -811,6 +812,30 @@ def answer_allowance(budget: ThinkingBudget, context: int | None, max_new_tokens
     if prompt_len is not None and context is not None:
         limit = min(limit, context - prompt_len)
     return limit
+
+
+def s1_answer_cut(tracker: BudgetTracker, ids: Sequence[int], prompt_len: int, context: int | None,
+                  max_new_tokens: int | None = None) -> list[int]:
+    """s1 profile without `max_answer_tokens`: the answer is what s1's answer call writes, at most
+    `answer_allowance` tokens (s1's `max_gen_toks`, within the context) after the prompt, thinking and cut it
+    reads. A single pass has no per-answer limit of its own (its row allowance covers every round up to the
+    cap), so an answer it wrote past that allowance is cut there, and the row ends by length as s1's call does.
+    Returns `ids` as they are otherwise (other profiles, `max_answer_tokens` set, a short answer).
+
+    Args:
+        tracker: the row's tracker after `finish(ids)`.
+        ids: the row's generated ids.
+        prompt_len: the row's prompt length (what precedes `ids`).
+        context, max_new_tokens: as for `answer_allowance`.
+    """
+    ids, budget = list(ids), tracker.budget
+    if budget.profile != "s1" or budget.max_answer_tokens is not None:
+        return ids
+    answer = [k for k, kind in enumerate(tracker.kinds) if kind is TokenKind.ANSWER]
+    if not answer:
+        return ids
+    limit = answer_allowance(budget, context, max_new_tokens, prompt_len=prompt_len + answer[0])
+    return ids[: answer[limit]] if len(answer) > limit else ids
 
 
 def token_allowance(

@@ -28,6 +28,7 @@ from ..budget import (
     answer_allowance,
     as_budgets,
     close_answer,
+    s1_answer_cut,
     generation_allowance,
     token_allowance,
     validate,
@@ -426,6 +427,12 @@ def generate_with_budget(
             )
             new = out[:, prompt_len:].tolist()
             processor.stats(new)
+            # s1 profile: an answer within s1's answer allowance (the single pass has no per-answer limit).
+            cut = [ids if t.stats.overrun else s1_answer_cut(t, ids, len(row), context, max_new_tokens)
+                   for ids, t, row in zip(new, processor.trackers, chunk)]
+            if any(len(c) < len(ids) for c, ids in zip(cut, new)):
+                new = cut
+                processor.stats(new)
             trackers = processor.trackers
             resumed = [i for i, t in enumerate(trackers) if t.stats.overrun]
             if resumed:  # s1 profile: rounds ran past the cap; answer from the cut thinking, as s1 does

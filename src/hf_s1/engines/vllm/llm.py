@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from ...budget import BudgetError, BudgetLike, BudgetTracker, answer_allowance, close_answer
+from ...budget import BudgetError, BudgetLike, BudgetTracker, answer_allowance, close_answer, s1_answer_cut
 from ...formats import ThinkFormat
 from ...prompts import Prompt, check_sampling, prepare_requests
 from ...reference import s1_loop_result
@@ -179,14 +179,15 @@ def generate_with_budget(
     for j, (out, sp) in enumerate(zip(outputs, params)):
         prompt, ids, b = prompt_list[j // n], prompt_ids[j // n], budgets[j // n]
         generated = list(out.outputs[0].token_ids)
-        tracker = BudgetTracker(b, markers)
-        tracker.start(ids)
         injected = logs.get(sp.extra_args[LOG_KEY])
         if injected is None:
             raise BudgetError("the budget processor kept no injection log for a request; was the LLM built with "
                               "several budget processors or is another client collecting logs?")
-        tracker.replay(generated, injected=set(injected))
-        tracker.finish(generated)
+        tracker = _replayed(b, markers, ids, generated, set(injected))
+        if not tracker.stats.overrun:  # s1 profile: the answer within s1's answer allowance
+            cut = s1_answer_cut(tracker, generated, len(ids), context, max_new_tokens)
+            if len(cut) < len(generated):
+                generated, tracker = cut, _replayed(b, markers, ids, cut, set(injected))
         rows.append([prompt, ids, b, generated, tracker, sp.seed])
     resumed = [row for row in rows if row[4].stats.overrun]
     if resumed:  # s1 profile: rounds ran past the cap; answer from the cut thinking, as s1 does
@@ -202,6 +203,16 @@ def generate_with_budget(
             row[3] = head + close_answer(out.outputs[0].token_ids, row[2], markers)
     decode = lambda t: tokenizer.decode(t, skip_special_tokens=False)  # noqa: E731
     return [result_from_tracker(prompt, generated, tracker, decode) for prompt, _, _, generated, tracker, _ in rows]
+
+
+def _replayed(budget: Any, markers: Any, prompt_ids: Sequence[int], generated: list[int],
+              injected: set[int]) -> BudgetTracker:
+    """A tracker over a request's output ids and its injection log (exact telemetry)."""
+    tracker = BudgetTracker(budget, markers)
+    tracker.start(prompt_ids)
+    tracker.replay(generated, injected=injected)
+    tracker.finish(generated)
+    return tracker
 
 
 def s1_reference_generate(llm: LLM, prompts: Union[Prompt, Sequence[Prompt]], budget: BudgetLike, *,
