@@ -81,7 +81,7 @@ def _check_action(action, force: int, intercept: bool, ban: bool, ids: set[int],
         assert isinstance(action, Free) and not intercept and not ban and force == -1, (where, action, force)
 
 
-def _setup(rng: random.Random, rows: int, markers=None, budget=None):
+def _setup(rng: random.Random, rows: int, markers=None, budget=None, fused: bool = False):
     specs, prompts, trackers = [], [], []
     for _ in range(rows):
         m = _markers(rng) if markers is None else rng.choice(markers)
@@ -92,7 +92,7 @@ def _setup(rng: random.Random, rows: int, markers=None, budget=None):
         t = BudgetTracker(b, m)
         t.start(prompt)
         trackers.append(t)
-    core = BatchBudget(rows + 2, log_injections=True)
+    core = BatchBudget(rows + 2, log_injections=True, fused=fused)
     slots = list(range(1, rows + 1))  # leave slots 0 and rows+1 unused: adapters address slots, not rows
     core.set_slots(slots, specs)
     width = max(1, max(len(p) for p in prompts))

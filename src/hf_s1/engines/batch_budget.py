@@ -35,6 +35,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from ..budget import BudgetError, MarkerTokens, ThinkingBudget, TokenKind
+from . import fused as _fused
 
 __all__ = ["BatchBudget", "KINDS", "SlotSpec"]
 
@@ -123,6 +124,8 @@ class BatchBudget:
             (a "Wait" the model wrote itself is never taken for an injected one), and from which `commit` replays
             a resumed request's decisions (`restore_log`).
         log_length: generated positions the injection log holds from the start (it grows with `reserve_log`).
+        fused: run each step compiled (`hf_s1.engines.fused`: the same methods through `torch.compile`). Default:
+            the `HF_S1_FUSED` environment variable, else fused on CUDA and eager elsewhere.
 
     Examples:
 
@@ -150,20 +153,27 @@ class BatchBudget:
     """
 
     def __init__(self, num_slots: int, device: torch.device | str = "cpu", *, lookahead: int = 0,
-                 log_injections: bool = False, log_length: int = 64) -> None:
+                 log_injections: bool = False, log_length: int = 64, fused: bool | None = None) -> None:
         self.num_slots = num_slots
         self.device = torch.device(device)
+        self.fused = _fused.fused_by_default(self.device) if fused is None else bool(fused)
         self.lookahead = lookahead
         self.specs: list[SlotSpec | None] = [None] * num_slots
         # Slots that follow the s1 profile (host side): without any, a step skips the profile's ops.
         self._s1_slots: set[int] = set()
+        # Whether a step runs the s1 profile's ops: only with s1-profile slots in eager mode (`bool(self._s1_slots)`,
+        # decided on the host), always when fused (no compiled variant per mix of profiles; the ops are no-ops
+        # on other rows).
+        self._any_s1 = self.fused
         self._formats: dict[MarkerTokens, int] = {}
-        self._tail_len = 1
-        self._seq_len = 1
+        # Table widths start at 2: a compiled step specialises on dimensions of size 1, so a width that grew
+        # from 1 to 2 would compile the step again (unused entries are masked, as for any shorter marker).
+        self._tail_len = 2
+        self._seq_len = 2
         self._num_seqs = SEQ_EXTRAP + 1
-        self._num_stops = 1
-        self._vocab = 1
-        self.ends_with_newline = torch.zeros(1, 1, dtype=torch.bool, device=self.device)
+        self._num_stops = 2
+        self._vocab = 2
+        self.ends_with_newline = torch.zeros(2, 2, dtype=torch.bool, device=self.device)
         self._alloc_tables()
         self.state = self._empty_state(num_slots)
         self.pending_hit = torch.zeros(num_slots, lookahead + 1, dtype=torch.bool, device=self.device)
@@ -221,12 +231,14 @@ class BatchBudget:
         if markers not in self._formats:
             ids = sorted(markers.ends_with_before_end)
             vocab = max(self._vocab, (ids[-1] + 1) if ids else 1)
-            table = torch.zeros(len(self._formats) + 1, vocab, dtype=torch.bool, device=self.device)
+            row = len(self._formats)
+            rows = max(self.ends_with_newline.shape[0], row + 1)
+            table = torch.zeros(rows, vocab, dtype=torch.bool, device=self.device)
             table[: self.ends_with_newline.shape[0], : self.ends_with_newline.shape[1]] = self.ends_with_newline
             if ids:
-                table[-1, torch.tensor(ids, device=self.device)] = True
+                table[row, torch.tensor(ids, device=self.device)] = True
             self.ends_with_newline, self._vocab = table, vocab
-            self._formats[markers] = len(self._formats)
+            self._formats[markers] = row
         return self._formats[markers]
 
     # ---- slots ------------------------------------------------------------------------------------------------
@@ -285,6 +297,7 @@ class BatchBudget:
                 scalars[name].append(v)
             self.specs[slots[i]] = spec
             (self._s1_slots.add if b.profile == "s1" else self._s1_slots.discard)(slots[i])
+        self._any_s1 = self.fused or bool(self._s1_slots)
         idx = torch.tensor(list(slots), dtype=torch.long, device=self.device)
         dev = self.device
         self.seqs[idx] = seqs.to(dev)
@@ -308,6 +321,7 @@ class BatchBudget:
         for s in slots:
             self.specs[s] = None
             self._s1_slots.discard(s)
+        self._any_s1 = self.fused or bool(self._s1_slots)
         if slots:
             idx = torch.tensor(list(slots), dtype=torch.long, device=self.device)
             self.state.phase[idx] = DONE
@@ -371,7 +385,7 @@ class BatchBudget:
 
     def _replacement_seq(self, slot: torch.Tensor, st: _State, extend: torch.Tensor) -> torch.Tensor:
         end = SEQ_END
-        if self._s1_slots:  # s1 profile past the cap: end this pass (BudgetTracker.resume)
+        if self._any_s1:  # s1 profile past the cap: end this pass (BudgetTracker.resume)
             end = torch.where(self.s1[slot] & (st.thinking > self.max_think[slot]), SEQ_EOS, SEQ_END)
         return torch.where(extend, SEQ_EXTRAP + st.waits % self.n_extrap[slot], end)
 
@@ -385,7 +399,7 @@ class BatchBudget:
         cap = self.max_think[slot]
         cut = in_thinking & (st.thinking >= cap) & ~marker_queued
         end_pass = None
-        if self._s1_slots:
+        if self._any_s1:
             s1 = self.s1[slot]
             round_limit = in_thinking & s1 & ~queued & (st.round >= cap)  # s1: the round's own length limit
             over = st.thinking > cap
@@ -411,7 +425,7 @@ class BatchBudget:
         out = _State(st.phase, qseq, qpos, qlen, qkind, st.tail, st.thinking, st.answer, st.waits, st.capped | cut,
                      st.finished, st.n_gen, st.round)
         intercept = in_thinking & ~queued
-        if self._s1_slots:
+        if self._any_s1:
             ban = intercept & self.s1[slot] & (st.round == 0) & (self.num_waits[slot] > 0)
             intercept = intercept & ~ban
         else:
@@ -425,7 +439,7 @@ class BatchBudget:
         """[n, k+1] the ids an intercepting row watches (stop ids, then the end marker's first token when the end
         would be extended; unused columns repeat the first stop id) and [n, k+1] which columns are distinct."""
         stops, uniq = self.stops[slot], self.stops_u[slot]
-        with_end = (extend | self.s1[slot]) if self._s1_slots else extend  # s1 always watches the end marker
+        with_end = (extend | self.s1[slot]) if self._any_s1 else extend  # s1 always watches the end marker
         end_col = torch.where(with_end, self.end0[slot], stops[:, 0])
         return torch.cat([stops, end_col[:, None]], dim=1), torch.cat([uniq, with_end[:, None]], dim=1)
 
@@ -484,11 +498,13 @@ class BatchBudget:
         """Advance stored state by one committed token per row (`active` rows only): the decision taken for it is
         replayed (its stored outcome from `propose`, else the restored log's, else inferred from the token as
         `BudgetTracker.replay` does), then the token is observed. Returns each token's kind code."""
+        return self._run(BatchBudget._commit, slot, token, active, self._is_whole(slot))
+
+    def _commit(self, slot: torch.Tensor, token: torch.Tensor, active: torch.Tensor | None, whole: bool) -> torch.Tensor:
         everyone = active is None
         if everyone:
             active = torch.ones(slot.shape[0], dtype=torch.bool, device=self.device)
         token = token.long()
-        whole = self._is_whole(slot)
         st = self.state if whole else self.state.index(slot)
         st, _, intercept, extend, _ = self.decide(slot, st, active)
         ids, _ = self.intercept_ids(slot, extend)
@@ -507,6 +523,12 @@ class BatchBudget:
         else:
             self.state.put_(slot, new)
         return kind
+
+    def _run(self, method, *args):
+        """`method(self, *args)`: compiled on the fused path (`hf_s1.engines.fused`), else as written."""
+        if self.fused:
+            return _fused.run(method, self, *args)
+        return method(self, *args)
 
     def _is_whole(self, slot: torch.Tensor) -> bool:
         """Whether `slot` is every slot in order (a batch that owns the whole core): no gather/scatter needed.
@@ -550,8 +572,65 @@ class BatchBudget:
             the rows' state after the decision (for continuing over draft tokens) and whether each row's
             intercepted end was replaced.
         """
+        return self._run(BatchBudget._propose, logits, slot, active, probs, sampled, uniform, state, level, allowed, top,
+                         self._is_whole(slot))
+
+    def step(
+        self,
+        logits: torch.Tensor,
+        slot: torch.Tensor,
+        active: torch.Tensor,
+        token: torch.Tensor,
+        committed: torch.Tensor | None = None,
+        *,
+        commit_slot: torch.Tensor | None = None,
+        probs: torch.Tensor | None = None,
+        uniform: torch.Tensor | None = None,
+        allowed: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One decode step: `commit(commit_slot, token, committed)`, then `propose(logits, slot, active, ...)`, as
+        a single call (on the fused path, a single compiled graph). `commit_slot` defaults to `slot`. Returns the
+        committed tokens' kind codes and whether each row's intercepted end was replaced."""
+        commit_slot = slot if commit_slot is None else commit_slot
+        return self._run(BatchBudget._step, logits, slot, active, token, committed, commit_slot, probs, uniform,
+                         allowed, self._is_whole(commit_slot), self._is_whole(slot))
+
+    def step_from_table(
+        self,
+        logits: torch.Tensor,
+        slot: torch.Tensor,
+        active: torch.Tensor,
+        table: torch.Tensor,
+        offset: torch.Tensor,
+        end: torch.Tensor,
+        committed: torch.Tensor,
+        *,
+        commit_slot: torch.Tensor,
+        probs: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`step` for an engine that keeps every request's ids in a device table (vLLM Model Runner V2's
+        `all_token_ids`): the token committed for slot s is `table[s, offset[s] + n]`, where n counts what s has
+        committed, if that position is below `end[s]` (and `committed` holds for its row). The gather runs inside
+        the step, so on the fused path the whole step stays one compiled graph and the host reads nothing."""
+        return self._run(BatchBudget._step_from_table, logits, slot, active, table, offset, end, committed,
+                         commit_slot, probs, self._is_whole(commit_slot), self._is_whole(slot))
+
+    def _step_from_table(self, logits, slot, active, table, offset, end, committed, commit_slot, probs,
+                         commit_whole: bool, whole: bool):
+        position = offset[commit_slot] + self.state.n_gen[commit_slot]
+        committed = committed & (position < end[commit_slot].long())
+        token = table[commit_slot, position.clamp(max=table.shape[1] - 1)]
+        return self._step(logits, slot, active, token, committed, commit_slot, probs, None, None, commit_whole, whole)
+
+    def _step(self, logits, slot, active, token, committed, commit_slot, probs, uniform, allowed, commit_whole: bool,
+              whole: bool):
+        kind = self._commit(commit_slot, token, committed, commit_whole)
+        _, hit = self._propose(logits, slot, active, probs, None, uniform, None, None, allowed, None, whole)
+        return kind, hit
+
+    def _propose(self, logits, slot, active, probs, sampled, uniform, state, level, allowed, top, whole: bool):
         if state is None:
-            state = self.state if self._is_whole(slot) else self.state.index(slot)
+            state = self.state if whole else self.state.index(slot)
         st, force, intercept, extend, ban_only = self.decide(slot, state, active)
         ids, uniq = self.intercept_ids(slot, extend)
         top_value, top_id = logits.max(dim=-1) if top is None else top
@@ -583,21 +662,26 @@ class BatchBudget:
         self.pending_base.scatter_reduce_(0, slot, base, reduce="amax")
         if self.log_injections:
             self._log(slot, st.n_gen, active, hit & extend)
-        # Force: lift the forced id above its row, unless an earlier stage forbade it (-inf).
-        forced = force >= 0
-        col = force.clamp(min=0)[:, None]
-        value = logits.gather(1, col).squeeze(1)
-        lift = forced & torch.isfinite(allowed.gather(1, col).squeeze(1))
-        lifted = top_value + 1e4 + 1e-2 * top_value.abs()
-        logits.scatter_(1, col, torch.where(lift, torch.maximum(lifted, value), value)[:, None])
-        # Ban: the intercepted ids of rows that did not attempt an end.
-        values = logits.gather(1, ids)
-        logits.scatter_(1, ids, torch.where(ban[:, None], float("-inf"), values))
+        # One write per row over [forced id, intercepted ids]: force lifts the forced id above its row unless an
+        # earlier stage forbade it (-inf); ban sets the intercepted ids of rows that did not attempt an end to
+        # -inf. A row never both forces and bans, and each value depends on its column alone, so repeated columns
+        # write the same value (one index_put_, which a compiled step performs in place).
+        cols = torch.cat([force.clamp(min=0)[:, None], ids], dim=1)
+        value = logits.gather(1, cols)
+        lift = (cols == force[:, None]) & torch.isfinite(allowed.gather(1, cols))
+        lifted = (top_value + 1e4 + 1e-2 * top_value.abs())[:, None]
+        value = torch.where(lift, torch.maximum(lifted, value), value)
+        banned = ban[:, None] & (cols[:, :, None] == ids[:, None, :]).any(dim=2)
+        value = torch.where(banned, float("-inf"), value)
+        logits.index_put_((self._row_index(cols), cols), value)
         if probs is not None:
             # Keep the sampler's own truncation (top-k / top-p / min-p) on banned rows, so a later stage that
             # renormalises cannot widen the support after the ban.
             logits.masked_fill_((ban & sampled)[:, None] & (probs == 0), float("-inf"))
         return st, hit
+
+    def _row_index(self, cols: torch.Tensor) -> torch.Tensor:
+        return torch.arange(cols.shape[0], device=cols.device)[:, None].expand_as(cols)
 
     def _log(self, slot: torch.Tensor, position: torch.Tensor, active: torch.Tensor, value: torch.Tensor) -> None:
         """Record each active row's decision at its position (a set, not an or: a draft's decision that was

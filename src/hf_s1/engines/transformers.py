@@ -109,6 +109,10 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
         generation_config (`GenerationConfig`, *optional*):
             The configuration `generate` samples with; only `do_sample`, `temperature`, `top_k`, `top_p` and
             `min_p` are read.
+        fused (`bool`, *optional*):
+            Run each step as one compiled graph (`torch.compile`, see `hf_s1.engines.fused`) instead of a few
+            hundred eager torch ops; the same decisions either way. Default: the `HF_S1_FUSED` environment
+            variable, else fused on CUDA and eager on CPU.
 
     Thinking starts after the think-start marker: when the prompt does not end inside an open thinking block,
     the processor writes the marker as the first generated tokens.
@@ -151,6 +155,8 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
         budget: BudgetLike,
         think_format: str | ThinkFormat | None = None,
         generation_config: GenerationConfig | None = None,
+        *,
+        fused: bool | None = None,
     ) -> None:
         budget, think_format = _policy_parts(budget, think_format)
         budgets = as_budgets(budget)
@@ -168,6 +174,7 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
         self.budgets = budgets
         self.pad_token_id = getattr(tokenizer, "pad_token_id", None)
         self.do_sample = bool(generation_config is not None and generation_config.do_sample)
+        self.fused = fused
         self.warpers = sampling_warpers(generation_config)
         self.trackers: list[BudgetTracker] = []  # filled by stats(): each row's telemetry, replayed from its ids
         self._core: BatchBudget | None = None
@@ -206,10 +213,11 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
             # The next step of the same generation: commit the token sampled since the last call. Rows must
             # extend the sequences seen so far; a reordering (beam search) is detected on the device and
             # reported by stats(), so that no step waits for the device.
-            core.commit(self._slots, input_ids[:, -1], None)
+            token, committed = input_ids[:, -1], self._all_rows
             self._reordered |= input_ids[:, -2] != self._last
         else:
             core = self._begin(input_ids)
+            token, committed = input_ids[:, -1], self._no_rows  # the first step has no new token to commit
         self._last = input_ids[:, -1]
         self._length = length
         core.reserve_log(length - self._prompts.shape[1] + 1)
@@ -222,7 +230,8 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
                 # generate_with_budget samples these scores as they are: the step is then exactly "sample, then
                 # replace an end". Only the stages before this one may forbid a forced token.
                 scores, allowed = warped, scores
-        core.propose(scores, self._slots, self._all_rows, probs=probs, uniform=uniform, allowed=allowed)
+        # Commit and decide in one call (one compiled graph on the fused path; the same graph on every step).
+        core.step(scores, self._slots, self._all_rows, token, committed, probs=probs, uniform=uniform, allowed=allowed)
         return scores
 
     def _begin(self, input_ids: torch.LongTensor) -> BatchBudget:
@@ -236,7 +245,7 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
             ends_with_pad = (input_ids[:, -1] == self.pad_token_id).tolist()
             if any(ends_with_pad) and not all(ends_with_pad):
                 raise BudgetError("the batch is right-padded: set tokenizer.padding_side = 'left' before tokenizing.")
-        core = BatchBudget(batch, input_ids.device, log_injections=True)
+        core = BatchBudget(batch, input_ids.device, log_injections=True, fused=self.fused)
         budgets = [b.resolve(self.markers, allowance=self._allowance, longest_prompt=input_ids.shape[1]) if b.is_auto
                    else b for b in self.budgets]  # left padding: the width is the longest prompt
         specs = [SlotSpec(budgets[row // repeat], self.markers, greedy=not self.do_sample) for row in range(batch)]
@@ -245,6 +254,7 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
         self._core, self._prompts, self.trackers, self._streamed = core, input_ids, [], {}
         self._slots = core.whole()
         self._all_rows = torch.ones(batch, dtype=torch.bool, device=input_ids.device)
+        self._no_rows = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
         self._reordered = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
         return core
 

@@ -278,6 +278,13 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         ready_dev = _to_device(ready_slots, torch.bool, self._device)
         # 1. Commit the tokens vLLM appended since the last step (several when drafts were accepted).
         slots = ctx.idx_mapping.long()
+        rows = ctx.expanded_idx_mapping.long()
+        host_slots = idx_np[ready]
+        probs = self._sampling.probabilities(logits, rows, host_slots) if self._sampling.sampled[host_slots].any() else None
+        if not self._lookahead:  # one token per request and row: commit and decide in one call
+            self._core.step_from_table(logits, rows, ready_dev[rows], all_ids, self._prompt_len, states.total_len.gpu,
+                                       ready_dev[slots], commit_slot=slots, probs=probs)
+            return logits
         active = ready_dev[slots]
         total = states.total_len.gpu[slots].long()
         for _ in range(1 + self._lookahead):
@@ -286,11 +293,8 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
             token = all_ids[slots, position.clamp(max=all_ids.shape[1] - 1)]
             self._core.commit(slots, token, step)
         # 2. Decide every row: level 0 from the committed state, draft rows over the drafts before them.
-        rows = ctx.expanded_idx_mapping.long()
         row_active = ready_dev[rows]
         level = ctx.expanded_local_pos.long()
-        host_slots = idx_np[ready]
-        probs = self._sampling.probabilities(logits, rows, host_slots) if self._sampling.sampled[host_slots].any() else None
         working = self._core.state.index(rows)
         top = logits.max(dim=-1)
         for depth in range(1 + self._lookahead):
@@ -392,12 +396,16 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
             self._seen[slot] = end
         slot_list = [s for _, s in pairs]
         slots = _to_device(slot_list, torch.long, self._device)
-        for i in range(max(len(f) for f in fresh)):
-            tokens = [f[i] if i < len(f) else 0 for f in fresh]
-            active = [i < len(f) for f in fresh]
-            self._core.commit(slots, _to_device(tokens, torch.long, self._device),
-                              _to_device(active, torch.bool, self._device))
-        # Decide every row of the batch in place (rows without a budget are inactive).
+        layers = max(1, max(len(f) for f in fresh))
+        tokens = np.zeros((layers, len(fresh)), dtype=np.int64)
+        committed = np.zeros((layers, len(fresh)), dtype=bool)
+        for j, f in enumerate(fresh):
+            tokens[: len(f), j], committed[: len(f), j] = f, True
+        tokens_dev = _to_device(tokens, torch.long, self._device)
+        committed_dev = _to_device(committed, torch.bool, self._device)
+        for i in range(layers - 1):  # a resumed request brings several tokens: all but the last layer here
+            self._core.commit(slots, tokens_dev[i], committed_dev[i])
+        # Commit the last layer and decide every row of the batch in place (rows without a budget are inactive).
         row_slot = np.zeros(batch, dtype=np.int64)
         row_active = np.zeros(batch, dtype=bool)
         for index, slot in pairs:
@@ -405,7 +413,8 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         rows = _to_device(row_slot, torch.long, self._device)
         host_slots = np.asarray(slot_list)
         probs = self._sampling.probabilities(logits, rows, host_slots) if self._sampling.sampled[host_slots].any() else None
-        self._core.propose(logits, rows, _to_device(row_active, torch.bool, self._device), probs=probs)
+        self._core.step(logits, rows, _to_device(row_active, torch.bool, self._device), tokens_dev[-1],
+                        committed_dev[-1], commit_slot=slots, probs=probs)
         return logits
 
     # -- both runners: V1 calls apply(logits), Model Runner V2 calls apply(logits, ctx) --------------------
