@@ -249,6 +249,18 @@ def test_preemption_and_resume(run, case, want):
     assert any(row.prefill_len > row.prompt_len for step in result.steps for row in step.rows if row.request == i)
 
 
+def _check_logs(result, logs, req, reference) -> None:
+    """Each request's ids, and its telemetry replayed with its injection log, equal the transformers engine's."""
+    for i, (ids, want) in enumerate(zip(generated(result, req.markers.stop_ids), reference)):
+        tracker = BudgetTracker(BUDGETS[i], req.markers)
+        tracker.start(req.input_ids[i])
+        tracker.replay(ids, injected=set(logs[f"r{i}"]))
+        tracker.finish(ids)
+        got = (ids, tracker.stats.thinking_tokens, tracker.stats.answer_tokens, tracker.stats.waits,
+               tracker.stats.capped)
+        assert got == (want.token_ids, want.thinking_tokens, want.answer_tokens, want.waits, want.capped), i
+
+
 @pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async"])
 def test_injection_logs_give_the_transformers_telemetry(run, case, reference, async_scheduling):
     """Named requests (`budget_log`), preempted mid-thinking and mid-answer, slots reused: the processor's logs
@@ -263,14 +275,7 @@ def test_injection_logs_give_the_transformers_telemetry(run, case, reference, as
     processor = next(p for p in result.processors if isinstance(p, BudgetForcingLogitsProcessor))
     logs = processor.pop_injection_logs([f"r{i}" for i in range(len(named))])
     assert sorted(logs) == sorted(f"r{i}" for i in range(len(named)))
-    for i, (ids, want) in enumerate(zip(generated(result, req.markers.stop_ids), reference)):
-        tracker = BudgetTracker(BUDGETS[i], req.markers)
-        tracker.start(req.input_ids[i])
-        tracker.replay(ids, injected=set(logs[f"r{i}"]))
-        tracker.finish(ids)
-        got = (ids, tracker.stats.thinking_tokens, tracker.stats.answer_tokens, tracker.stats.waits,
-               tracker.stats.capped)
-        assert got == (want.token_ids, want.thinking_tokens, want.answer_tokens, want.waits, want.capped), i
+    _check_logs(result, logs, req, reference)
     assert sum(len(v) for v in logs.values()) == sum(r.waits for r in reference) >= 3
 
 
@@ -406,3 +411,27 @@ def test_refuses_both_budget_kinds():
         BudgetForcingLogitsProcessor.validate_params(SamplingParams(thinking_token_budget=16, extra_args=ours))
     assert isinstance(err.value, BudgetError)
     assert "thinking_budget" in str(err.value).replace("thinking_token_budget", "")
+
+
+# ---- the fused step (BatchBudget's step compiled by torch.compile) under Model Runner V2 ---------------------
+
+
+def test_fused_step_gives_the_same_run(run, case, reference, baseline, default_model_dir, monkeypatch):
+    """With HF_S1_FUSED=1: rows shuffled, chunked prefill, named requests preempted mid-thinking and mid-answer
+    with async scheduling and reused slots, then drafts with rejections: the same tokens and telemetry as
+    transformers (and as the eager core), from a core that really ran fused."""
+    req, params = case
+    monkeypatch.setenv("HF_S1_FUSED", "1")
+    named = [p.clone() for p in params]
+    for i, p in enumerate(named):
+        p.extra_args = {**p.extra_args, "budget_log": f"r{i}"}
+    result = run(sampling=named, preempt={3: [6, 20], 5: [10]}, max_num_reqs=5, shuffle=4, chunk_size=9,
+                 async_scheduling=True)
+    processor = next(p for p in result.processors if isinstance(p, BudgetForcingLogitsProcessor))
+    assert processor._core.fused
+    logs = processor.pop_injection_logs([f"r{i}" for i in range(len(named))])
+    _check_logs(result, logs, req, reference)
+    config = H.make_vllm_config(default_model_dir, num_speculative_tokens=2, max_model_len=CONTEXT)
+    drafted = run(config=config, proposer=H.noisy_proposer(baseline.outputs, seed=2), shuffle=2)
+    assert drafted.rejected_drafts > 0 and drafted.accepted_drafts > 0
+    assert drafted.outputs == baseline.outputs

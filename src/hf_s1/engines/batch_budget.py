@@ -157,6 +157,7 @@ class BatchBudget:
         self.num_slots = num_slots
         self.device = torch.device(device)
         self.fused = _fused.fused_by_default(self.device) if fused is None else bool(fused)
+        self._layout = 0  # bumped when a table is reallocated (the fused path marks the new tensors' sizes)
         self.lookahead = lookahead
         self.specs: list[SlotSpec | None] = [None] * num_slots
         # Slots that follow the s1 profile (host side): without any, a step skips the profile's ops.
@@ -166,14 +167,15 @@ class BatchBudget:
         # on other rows).
         self._any_s1 = self.fused
         self._formats: dict[MarkerTokens, int] = {}
-        # Table widths start at 2: a compiled step specialises on dimensions of size 1, so a width that grew
-        # from 1 to 2 would compile the step again (unused entries are masked, as for any shorter marker).
-        self._tail_len = 2
-        self._seq_len = 2
-        self._num_seqs = SEQ_EXTRAP + 1
-        self._num_stops = 2
+        # Table widths grow in powers of two from a floor that fits common formats and budgets: a compiled step
+        # is specialised to its tables' widths, so a width compiles again only when it crosses a power of two
+        # (unused entries are masked, as for any shorter marker or sequence).
+        self._tail_len = 4
+        self._seq_len = 16
+        self._num_seqs = 8
+        self._num_stops = 4
         self._vocab = 2
-        self.ends_with_newline = torch.zeros(2, 2, dtype=torch.bool, device=self.device)
+        self.ends_with_newline = torch.zeros(4, 2, dtype=torch.bool, device=self.device)
         self._alloc_tables()
         self.state = self._empty_state(num_slots)
         self.pending_hit = torch.zeros(num_slots, lookahead + 1, dtype=torch.bool, device=self.device)
@@ -219,6 +221,7 @@ class BatchBudget:
                     new[tuple(slice(0, d) for d in src.shape)] = src
         for name, value in self._tables.items():
             setattr(self, name, value)
+        self._layout = getattr(self, "_layout", 0) + 1
 
     def _empty_state(self, n: int) -> _State:
         z = lambda: self._zeros(n)  # noqa: E731
@@ -232,12 +235,14 @@ class BatchBudget:
             ids = sorted(markers.ends_with_before_end)
             vocab = max(self._vocab, (ids[-1] + 1) if ids else 1)
             row = len(self._formats)
-            rows = max(self.ends_with_newline.shape[0], row + 1)
+            rows = _bucket(max(self.ends_with_newline.shape[0], row + 1))
+            vocab = _bucket(vocab)
             table = torch.zeros(rows, vocab, dtype=torch.bool, device=self.device)
             table[: self.ends_with_newline.shape[0], : self.ends_with_newline.shape[1]] = self.ends_with_newline
             if ids:
                 table[row, torch.tensor(ids, device=self.device)] = True
             self.ends_with_newline, self._vocab = table, vocab
+            self._layout += 1
             self._formats[markers] = row
         return self._formats[markers]
 
@@ -256,10 +261,10 @@ class BatchBudget:
                     m.think_end + m.after_end + tuple(prefix), m.stop_ids[:1], *extraps]
             stops = list(dict.fromkeys(m.stop_ids))
             rows.append((spec, seqs, stops))
-        tail = max([self._tail_len] + [max(len(s.markers.think_start), len(s.markers.think_end)) for s in specs])
-        n_seq = max([self._num_seqs] + [len(r[1]) for r in rows])
-        seq_len = max([self._seq_len] + [len(q) for r in rows for q in r[1]])
-        n_stop = max([self._num_stops] + [len(r[2]) for r in rows])
+        tail = _bucket(max([self._tail_len] + [max(len(s.markers.think_start), len(s.markers.think_end)) for s in specs]))
+        n_seq = _bucket(max([self._num_seqs] + [len(r[1]) for r in rows]))
+        seq_len = _bucket(max([self._seq_len] + [len(q) for r in rows for q in r[1]]))
+        n_stop = _bucket(max([self._num_stops] + [len(r[2]) for r in rows]))
         if (tail, n_seq, seq_len, n_stop) != (self._tail_len, self._num_seqs, self._seq_len, self._num_stops):
             grow_tail = tail - self._tail_len
             self._tail_len, self._num_seqs, self._seq_len, self._num_stops = tail, n_seq, seq_len, n_stop
@@ -498,7 +503,7 @@ class BatchBudget:
         """Advance stored state by one committed token per row (`active` rows only): the decision taken for it is
         replayed (its stored outcome from `propose`, else the restored log's, else inferred from the token as
         `BudgetTracker.replay` does), then the token is observed. Returns each token's kind code."""
-        return self._run(BatchBudget._commit, slot, token, active, self._is_whole(slot))
+        return self._commit(slot, token, active, self._is_whole(slot))
 
     def _commit(self, slot: torch.Tensor, token: torch.Tensor, active: torch.Tensor | None, whole: bool) -> torch.Tensor:
         everyone = active is None
@@ -532,8 +537,9 @@ class BatchBudget:
 
     def _is_whole(self, slot: torch.Tensor) -> bool:
         """Whether `slot` is every slot in order (a batch that owns the whole core): no gather/scatter needed.
-        Decided on the host from the tensor's identity, never by reading it."""
-        return slot is self._whole
+        Decided on the host from the tensor's identity, never by reading it. The fused path always gathers (a
+        gather costs nothing inside a compiled graph; one graph serves whole and partial batches)."""
+        return slot is self._whole and not self.fused
 
     def whole(self) -> torch.Tensor:
         """The slot index of a batch that owns every slot, row i in slot i (pass this very tensor)."""
@@ -572,8 +578,8 @@ class BatchBudget:
             the rows' state after the decision (for continuing over draft tokens) and whether each row's
             intercepted end was replaced.
         """
-        return self._run(BatchBudget._propose, logits, slot, active, probs, sampled, uniform, state, level, allowed, top,
-                         self._is_whole(slot))
+        return self._propose(logits, slot, active, probs, sampled, uniform, state, level, allowed, top,
+                             self._is_whole(slot))
 
     def step(
         self,
@@ -589,8 +595,12 @@ class BatchBudget:
         allowed: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One decode step: `commit(commit_slot, token, committed)`, then `propose(logits, slot, active, ...)`, as
-        a single call (on the fused path, a single compiled graph). `commit_slot` defaults to `slot`. Returns the
-        committed tokens' kind codes and whether each row's intercepted end was replaced."""
+        a single call. `commit_slot` defaults to `slot`. Returns the committed tokens' kind codes and whether each
+        row's intercepted end was replaced.
+
+        On the fused path (`fused=True`) a step is one compiled graph. `commit` and `propose` called on their own
+        (a resumed request's output, draft tokens) always run eagerly: they are the rare paths, and each compiled
+        variant costs a compilation."""
         commit_slot = slot if commit_slot is None else commit_slot
         return self._run(BatchBudget._step, logits, slot, active, token, committed, commit_slot, probs, uniform,
                          allowed, self._is_whole(commit_slot), self._is_whole(slot))
@@ -701,6 +711,7 @@ class BatchBudget:
             grown = torch.zeros(self.num_slots, max(length + 2, 2 * width + 1), dtype=torch.bool, device=self.device)
             grown[:, :width] = self.injected[:, :width]
             self.injected = grown
+            self._layout += 1
 
     def log_row(self, slot: int) -> torch.Tensor:
         """A copy of `slot`'s injection log (on the device, no read), to keep after the slot is given away."""
@@ -725,6 +736,11 @@ class BatchBudget:
     def injected_positions(self, slot: int) -> set[int]:
         """Generated positions of `slot` where an extrapolation was injected (reads the device)."""
         return set(torch.nonzero(self.injected[slot, :-1]).flatten().tolist())
+
+
+def _bucket(n: int) -> int:
+    """The power of two at or above `n`."""
+    return 1 << max(0, n - 1).bit_length()
 
 
 def _last_match(rows: torch.Tensor, marker: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@
 The eager methods stay the readable reference; this module only decides whether to run them compiled, and keeps
 one compiled function per method for the whole process (every `BatchBudget` shares it, so a new generation does
 not compile again). On CUDA inductor emits a few Triton kernels for the whole step, on CPU one C++ function; both
-replace about four hundred separate torch ops a step. Shapes are dynamic (`dynamic=True`): a batch size that
+replace about four hundred separate torch ops a step. The batch-like dimensions are dynamic: a batch size that
 changes every step (vLLM) compiles once for size 1 and once for every larger size, not once per size. Inductor's
 on-disk cache keeps the compiled code across processes. Why torch.compile and not a hand-written kernel, and what
 each choice costs, is measured in `bench/bench_processor_step.py` and written down in `docs/ARCHITECTURE.md`.
@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.fx.experimental._config
 
 __all__ = ["ENV_VAR", "compiled", "fused_by_default"]
 
@@ -54,23 +53,52 @@ def compiled(method: Callable) -> Callable | None:
         return None
     fn = _compiled.get(method)
     if fn is None:
-        fn = _compiled[method] = torch.compile(method, dynamic=True, backend=BACKEND)
+        fn = _compiled[method] = torch.compile(method, backend=BACKEND)
     return fn
 
 
-def _no_duck_shapes():
-    return torch.fx.experimental._config.patch(use_duck_shape=False)
+def _mark(value: Any) -> None:
+    """Mark the first dimension of `value` (a tensor, a tuple of them, or a dataclass of them) dynamic."""
+    if isinstance(value, torch.Tensor):
+        if value.dim():
+            torch._dynamo.maybe_mark_dynamic(value, 0)
+    elif isinstance(value, tuple):
+        for v in value:
+            _mark(v)
+    elif hasattr(value, "__dataclass_fields__"):
+        for name in value.__dataclass_fields__:
+            _mark(getattr(value, name))
+
+
+def _mark_owner(owner: Any) -> None:
+    """The owner's slot tables and state: dynamic in their number of slots (a new core of another size uses
+    the same graph); the injection log also in its length (it grows while a generation runs)."""
+    slots = owner.num_slots
+    for value in vars(owner).values():
+        if isinstance(value, torch.Tensor):
+            if value.dim() and value.shape[0] == slots:
+                torch._dynamo.maybe_mark_dynamic(value, 0)
+        elif hasattr(value, "__dataclass_fields__"):
+            _mark(value)
+    log = getattr(owner, "injected", None)
+    if isinstance(log, torch.Tensor) and log.dim() == 2:
+        torch._dynamo.maybe_mark_dynamic(log, 1)
 
 
 def run(method: Callable, owner: Any, *args: Any) -> Any:
     """`method(owner, *args)`, compiled; falls back to the eager method (one warning) if compiling fails."""
     fn = compiled(method)
     if fn is not None:
+        # Only the batch-like dimensions are dynamic: the rows of a step, the slots, the log's length. Table
+        # widths (marker lengths, forced sequences, stop ids) stay static: they are fixed for a deployment,
+        # and a graph with few symbols compiles several times faster than one where every size is symbolic.
+        if getattr(owner, "_marked_layout", None) != owner._layout:
+            _mark_owner(owner)
+            owner._marked_layout = owner._layout
+        for value in args:
+            _mark(value)
         try:
-            # Without duck sizing: two dimensions that happen to be equal in the first call (a batch of 8 and 8
-            # stop ids) must not become one symbol, or the next batch size would compile again.
-            with _no_duck_shapes():
-                return fn(owner, *args)
+            return fn(owner, *args)
         except torch._dynamo.exc.TorchDynamoException as err:  # compiling failed: no graph ran, no state changed
             _failed.append(err)
             warnings.warn(f"hf-s1: the fused budget step could not be compiled ({type(err).__name__}: "

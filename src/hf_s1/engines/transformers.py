@@ -231,7 +231,8 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
                 # replace an end". Only the stages before this one may forbid a forced token.
                 scores, allowed = warped, scores
         # Commit and decide in one call (one compiled graph on the fused path; the same graph on every step).
-        core.step(scores, self._slots, self._all_rows, token, committed, probs=probs, uniform=uniform, allowed=allowed)
+        core.step(scores, self._slots, self._all_rows, token, committed, commit_slot=self._commit_slots, probs=probs,
+                  uniform=uniform, allowed=allowed)
         return scores
 
     def _begin(self, input_ids: torch.LongTensor) -> BatchBudget:
@@ -253,6 +254,8 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
         core.start(range(batch), input_ids)
         self._core, self._prompts, self.trackers, self._streamed = core, input_ids, [], {}
         self._slots = core.whole()
+        # The same slots as another tensor: with the fused step, vLLM and transformers then share one graph.
+        self._commit_slots = self._slots if not core.fused else self._slots.clone()
         self._all_rows = torch.ones(batch, dtype=torch.bool, device=input_ids.device)
         self._no_rows = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
         self._reordered = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
