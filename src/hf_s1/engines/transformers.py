@@ -213,7 +213,8 @@ class BudgetForcingLogitsProcessor(LogitsProcessor):
             # The next step of the same generation: commit the token sampled since the last call. Rows must
             # extend the sequences seen so far; a reordering (beam search) is detected on the device and
             # reported by stats(), so that no step waits for the device.
-            token, committed = input_ids[:, -1], self._all_rows
+            # Eager: None commits every row without a select per state field; fused: one graph for both cases.
+            token, committed = input_ids[:, -1], (self._all_rows if core.fused else None)
             self._reordered |= input_ids[:, -2] != self._last
         else:
             core = self._begin(input_ids)
