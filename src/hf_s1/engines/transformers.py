@@ -349,6 +349,7 @@ def generate_with_budget(
     top_k: int = 0,
     min_p: float | None = None,
     streamer: BaseStreamer | None = None,
+    continuous_batching: Any = False,
     **generate_kwargs: Any,
 ) -> list[BudgetedGeneration]:
     """Generate with s1 budget forcing in one pass per batch and return one `BudgetedGeneration` per prompt.
@@ -370,7 +371,12 @@ def generate_with_budget(
             probability the sampler gives it.
         streamer: a `BudgetStreamer` (marks thoughts, waits and the cut) or any transformers streamer;
             batch of one prompt only, as in `generate`.
-        generate_kwargs: passed to `model.generate` (e.g. `repetition_penalty`).
+        continuous_batching: `True` (or a `ContinuousBatchingConfig`) runs every prompt as its own request on
+            transformers' continuous batching (`hf_s1.engines.continuous`): each request stops at its own end instead
+            of waiting for the longest row of its batch, and `batch_size` does not apply. The s1 profile's second
+            call (rows whose rounds ran past the cap) runs on `generate`.
+        generate_kwargs: passed to `model.generate` (e.g. `repetition_penalty`); with continuous batching, to its
+            `GenerationConfig`.
 
     Examples:
 
@@ -409,45 +415,73 @@ def generate_with_budget(
 
     results: list[BudgetedGeneration] = []
     pad_id = _pad_token_id(tokenizer, markers)
+
+    def run_static(start: int, chunk: list[list[int]], chunk_budgets: list[ThinkingBudget]):
+        enc = _left_pad(chunk, pad_id, device)
+        prompt_len = enc["input_ids"].shape[1]
+        limit = max(limits[start : start + len(chunk)])
+        if context is not None:  # left padding widens the shorter prompts
+            limit = min(limit, max(context - prompt_len, 1))
+        processor = BudgetForcingLogitsProcessor(tokenizer, chunk_budgets, fmt, sampling)
+        # The processor applies the sampler's warpers itself, decides on the real distribution and returns
+        # warped scores; generate then samples at temperature 1 with no further truncation.
+        processor._output_warped = True
+        if isinstance(streamer, BudgetStreamer):
+            streamer.attach(processor)
+        processors = LogitsProcessorList([*user_processors, processor])
+        out = model.generate(
+            **enc,
+            logits_processor=processors,
+            max_new_tokens=limit,
+            do_sample=bool(sampling),
+            temperature=1.0 if sampling else None,
+            top_k=0 if sampling else None,
+            top_p=1.0 if sampling else None,
+            min_p=None,
+            pad_token_id=pad_id,
+            eos_token_id=list(markers.stop_ids),
+            streamer=streamer,
+            **generate_kwargs,
+        )
+        return out[:, prompt_len:].tolist(), lambda new: (processor.stats(new), processor.trackers)[1]
+
+    def run_continuous(start: int, chunk: list[list[int]], chunk_budgets: list[ThinkingBudget]):
+        from .continuous import run_requests
+
+        config = GenerationConfig(do_sample=bool(sampling), eos_token_id=list(markers.stop_ids), pad_token_id=pad_id,
+                                  max_new_tokens=max(limits), **(dict(temperature=temperature, top_p=top_p,
+                                  top_k=top_k, min_p=min_p) if sampling else {}), **generate_kwargs)
+        new, ids, processor = run_requests(
+            model, tokenizer, chunk, chunk_budgets, limits, think_format=fmt, generation_config=config,
+            continuous_batching_config=None if continuous_batching is True else continuous_batching)
+
+        def trackers(rows: list[list[int]]) -> list[BudgetTracker]:
+            found = [processor.tracker(i, r) for i, r in zip(ids, rows)]
+            for t, r in zip(found, rows):
+                t.finish(r)
+            return found
+
+        return new, trackers
+
+    if continuous_batching is not False and continuous_batching is not None:
+        if streamer is not None or user_processors:
+            raise BudgetError("continuous batching takes no streamer and no logits_processor: call without them, or "
+                              "with continuous_batching=False.")
+        chunks, run = [(0, len(texts))], run_continuous
+    else:
+        chunks, run = [(s, min(s + batch_size, len(texts))) for s in range(0, len(texts), batch_size)], run_static
     try:
-        for start in range(0, len(texts), batch_size):
-            chunk = req.input_ids[start : start + batch_size]
-            chunk_budgets = budgets[start : start + batch_size]
-            enc = _left_pad(chunk, pad_id, device)
-            prompt_len = enc["input_ids"].shape[1]
-            limit = max(limits[start : start + batch_size])
-            if context is not None:  # left padding widens the shorter prompts
-                limit = min(limit, max(context - prompt_len, 1))
-            processor = BudgetForcingLogitsProcessor(tokenizer, chunk_budgets, fmt, sampling)
-            # The processor applies the sampler's warpers itself, decides on the real distribution and returns
-            # warped scores; generate then samples at temperature 1 with no further truncation.
-            processor._output_warped = True
-            if isinstance(streamer, BudgetStreamer):
-                streamer.attach(processor)
-            processors = LogitsProcessorList([*user_processors, processor])
-            out = model.generate(
-                **enc,
-                logits_processor=processors,
-                max_new_tokens=limit,
-                do_sample=bool(sampling),
-                temperature=1.0 if sampling else None,
-                top_k=0 if sampling else None,
-                top_p=1.0 if sampling else None,
-                min_p=None,
-                pad_token_id=pad_id,
-                eos_token_id=list(markers.stop_ids),
-                streamer=streamer,
-                **generate_kwargs,
-            )
-            new = out[:, prompt_len:].tolist()
-            processor.stats(new)
+        for start, stop in chunks:
+            chunk = req.input_ids[start:stop]
+            chunk_budgets = budgets[start:stop]
+            new, trackers_of = run(start, chunk, chunk_budgets)
+            trackers = trackers_of(new)
             # s1 profile: an answer within s1's answer allowance (the single pass has no per-answer limit).
             cut = [ids if t.stats.overrun else s1_answer_cut(t, ids, len(row), context, max_new_tokens)
-                   for ids, t, row in zip(new, processor.trackers, chunk)]
+                   for ids, t, row in zip(new, trackers, chunk)]
             if any(len(c) < len(ids) for c, ids in zip(cut, new)):
                 new = cut
-                processor.stats(new)
-            trackers = processor.trackers
+                trackers = trackers_of(new)
             resumed = [i for i, t in enumerate(trackers) if t.stats.overrun]
             if resumed:  # s1 profile: rounds ran past the cap; answer from the cut thinking, as s1 does
                 heads = [trackers[i].resume() for i in resumed]
