@@ -273,3 +273,36 @@ def test_seeded_draws_are_reproducible_and_uniform():
     assert abs(float(a.mean()) - 0.5) < 0.01 and abs(float((a < 0.1).float().mean()) - 0.1) < 0.01
     big = _uniform(torch.full((4,), 2**62 + 5), torch.arange(4))  # 63-bit seeds do not overflow
     assert torch.isfinite(big).all()
+
+
+def test_added_slots_keep_every_state_and_take_new_requests():
+    """`add_slots` mid-run (transformers' continuous batching grows its state): the grown core takes the same
+    decisions as one that never grew, and a request entering a new slot runs like one in an old slot."""
+    rng = random.Random(77)
+    gen = torch.Generator().manual_seed(77)
+    grown, slots, specs, prompts, _ = _setup(rng, 6)
+    same = BatchBudget(grown.num_slots, log_injections=True, fused=False)
+    same.set_slots(slots, specs)
+    same.start(slots, *_right_aligned(prompts))
+    slot = torch.tensor(slots)
+    active = torch.ones(6, dtype=torch.bool)
+    for step in range(30):
+        if step == 12:
+            grown.add_slots(5)
+            assert grown.num_slots == same.num_slots + 5 and grown.state.phase.shape[0] == grown.num_slots
+            # a new request in a new slot decides like the same request in an old, free one
+            grown.set_slots([10], [specs[0]])
+            grown.start([10], *_right_aligned(prompts[:1]))
+        for core in (grown, same):
+            core.reserve_log(step + 1)
+        logits = torch.randn(6, VOCAB, generator=gen) * 3
+        logits[:, [0, 1, 2, 3, 8, 9]] += 2
+        a, b = logits.clone(), logits.clone()
+        grown.propose(a, slot, active)
+        same.propose(b, slot, active)
+        assert torch.equal(a, b), step
+        tokens = a.argmax(dim=-1)
+        assert torch.equal(grown.commit(slot, tokens), same.commit(slot, tokens)), step
+    for name in ("thinking", "waits", "capped", "phase", "n_gen"):
+        assert torch.equal(getattr(grown.state, name)[: same.num_slots], getattr(same.state, name)), name
+    assert torch.equal(grown.injected[: same.num_slots, :-1], same.injected[:, : grown.injected.shape[1] - 1])

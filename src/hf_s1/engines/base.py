@@ -20,7 +20,7 @@ from ..results import BudgetedGeneration
 
 __all__ = ["GenerationEngine", "TransformersEngine", "VLLMEngine", "load_engine", "ENGINES"]
 
-ENGINES = ("transformers", "vllm")
+ENGINES = ("transformers", "transformers-cb", "vllm")
 
 
 @runtime_checkable
@@ -55,6 +55,8 @@ class TransformersEngine:
         batch_size: prompts per `generate` call.
         think_format: `"s1"`, `"r1"`, a `ThinkFormat`, or detected from the chat template.
         system_prompt: system message for every prompt.
+        continuous_batching: run on transformers' continuous batching (engine name `"transformers-cb"`): every
+            prompt is its own request and stops at its own end (`generate_with_budget(continuous_batching=True)`).
 
     Examples (a sweep with it: see `hf_s1.eval.run_sweep`):
 
@@ -68,9 +70,11 @@ class TransformersEngine:
     name = "transformers"
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 8, think_format: Any = None,
-                 system_prompt: str | None = None) -> None:
+                 system_prompt: str | None = None, continuous_batching: bool = False) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.batch_size, self.think_format, self.system_prompt = batch_size, think_format, system_prompt
+        self.continuous_batching = bool(continuous_batching)
+        self.name = "transformers-cb" if self.continuous_batching else "transformers"
 
     @property
     def context_length(self) -> int | None:
@@ -91,6 +95,8 @@ class TransformersEngine:
             set_seed(seed)
         generate_kwargs.setdefault("batch_size", self.batch_size)
         generate_kwargs.setdefault("think_format", self.think_format)  # a caller may name the request's own
+        if self.continuous_batching:
+            generate_kwargs.setdefault("continuous_batching", True)
         return generate_with_budget(
             self.model, self.tokenizer, _listed(prompts), _listed(budgets), system_prompt=self.system_prompt, do_sample=do_sample, temperature=temperature, top_p=top_p,
             max_new_tokens=max_new_tokens, **generate_kwargs,
@@ -148,18 +154,18 @@ def load_engine(
     """Load a model into an engine: the one place an engine is picked by name.
 
     Args:
-        name: `"transformers"` or `"vllm"`.
+        name: `"transformers"`, `"transformers-cb"` (transformers' continuous batching) or `"vllm"`.
         model: Hub id or local folder; `None` is the embedded SmolLM2-135M-Instruct.
         batch_size: transformers: prompts per `generate` call (vLLM schedules its own batches).
         think_format, system_prompt: passed to every generation.
         llm_kwargs: vLLM only: passed to `hf_s1.engines.vllm.load_llm` (e.g. `max_model_len`).
     """
-    if name == "transformers":
+    if name in ("transformers", "transformers-cb"):
         from ..models import load_model
 
         model_obj, tokenizer = load_model(model)
         return TransformersEngine(model_obj, tokenizer, batch_size=batch_size, think_format=think_format,
-                                  system_prompt=system_prompt)
+                                  system_prompt=system_prompt, continuous_batching=name == "transformers-cb")
     if name == "vllm":
         try:
             from ..engines.vllm import load_llm

@@ -321,6 +321,31 @@ class BatchBudget:
             self.injected[idx] = False
             self.log_restored[idx] = False
 
+    def add_slots(self, n: int) -> None:
+        """Grow to `num_slots + n` slots (the new ones empty, as `release` leaves a slot); the others keep their
+        state. For engines that cannot bound their requests up front (transformers' continuous batching)."""
+        old_n = self.num_slots
+        old_tables, old_state = self._tables, self.state
+        self.num_slots += n
+        del self._tables
+        self._alloc_tables()
+        for name, table in self._tables.items():
+            table[:old_n] = old_tables[name]
+        self.state = self._empty_state(self.num_slots)
+        self.state.put_(torch.arange(old_n, device=self.device), old_state)
+
+        def grown(t: torch.Tensor, fill) -> torch.Tensor:
+            new = torch.full((self.num_slots, *t.shape[1:]), fill, dtype=t.dtype, device=self.device)
+            new[:old_n] = t
+            return new
+
+        self.pending_hit = grown(self.pending_hit, False)
+        self.pending_base = grown(self.pending_base, -1)
+        self.injected = grown(self.injected, False)
+        self.log_restored = grown(self.log_restored, False)
+        self._whole = torch.arange(self.num_slots, device=self.device)
+        self.specs.extend([None] * n)
+
     def release(self, slots: Sequence[int]) -> None:
         """Forget the requests in `slots` (their state becomes inert)."""
         for s in slots:

@@ -68,8 +68,9 @@ class BudgetForcingCBProcessor(ContinuousBatchingLogitsProcessor):
             The budget of requests that do not name one in `thinking_budget`; `None` leaves them free.
         think_format (`str` or `ThinkFormat`, *optional*):
             `"s1"`, `"r1"` or a custom `ThinkFormat`; detected from the tokenizer's chat template when omitted.
-        max_requests (`int`, *optional*, defaults to 256):
-            Budgeted requests tracked at once (running, preempted or waiting for their telemetry to be read).
+        num_slots (`int`, *optional*, defaults to 64):
+            Budget slots to start with (one per budgeted request that has started and not left the manager); the
+            state grows by doubling when more requests run at once.
         fused (`bool`, *optional*):
             Run each step compiled (`hf_s1.engines.fused`); default: `HF_S1_FUSED`, else fused on CUDA only.
 
@@ -102,21 +103,22 @@ class BudgetForcingCBProcessor(ContinuousBatchingLogitsProcessor):
     ignored_kwargs: tuple[str, ...] = ()
 
     def __init__(self, tokenizer: Any, budget: ThinkingBudget | Mapping[str, Any] | None = None,
-                 think_format: str | ThinkFormat | None = None, *, max_requests: int = 256,
+                 think_format: str | ThinkFormat | None = None, *, num_slots: int = 64,
                  fused: bool | None = None) -> None:
-        if isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 1:
-            raise BudgetError(f"max_requests must be a positive int, got {max_requests!r}.")
+        if isinstance(num_slots, bool) or not isinstance(num_slots, int) or num_slots < 1:
+            raise BudgetError(f"num_slots must be a positive int, got {num_slots!r}.")
         self.think_format = get_format(think_format, tokenizer)
         self.markers = marker_tokens(tokenizer, self.think_format)
         self.default_budget = None if budget is None else self._checked(budget, "budget", resumes=True)
-        self.max_requests = max_requests
+        # Slot 0 takes the rows without a budget (written, never read); requests get 1..capacity-1.
+        self._capacity = num_slots + 1
         self.fused = fused
         self.do_sample = False  # set from the manager's generation config by enable_budget_forcing
         self._core: BatchBudget | None = None
         self._scheduler: Any = None  # a callable returning the manager's live scheduler (None before it starts)
         self._slot_of: dict[str, int] = {}  # request id -> slot; -1: the request has no budget
         self._requests: dict[str, tuple[ThinkingBudget, list[int]]] = {}  # id -> (budget, prompt), for telemetry
-        self._free = list(range(max_requests - 1, -1, -1))
+        self._free = list(range(self._capacity - 1, 0, -1))
         self._entering: list[tuple[int, SlotSpec, list[int]]] = []
         self._leaving: list[tuple[str, int]] = []
         self._kept: OrderedDict[str, torch.Tensor] = OrderedDict()  # finished requests' injection logs
@@ -186,9 +188,9 @@ class BudgetForcingCBProcessor(ContinuousBatchingLogitsProcessor):
         if state.generated_len() or state._true_initial_tokens:
             raise BudgetError(f"request {rid!r} reached budget forcing with tokens already generated (a forked "
                               f"sequence?): budget forcing needs num_return_sequences=1; repeat the prompt instead.")
-        if not self._free:
-            raise BudgetError(f"more than max_requests={self.max_requests} budgeted requests at once: build the "
-                              f"processor with a larger max_requests.")
+        if not self._free:  # double the state (flushed before the new slots are used)
+            self._free = list(range(2 * self._capacity - 1, self._capacity - 1, -1))
+            self._capacity *= 2
         slot = self._free.pop()
         prompt = list(state.initial_tokens)
         self._slot_of[rid] = slot
@@ -216,8 +218,10 @@ class BudgetForcingCBProcessor(ContinuousBatchingLogitsProcessor):
     def _flush(self, device: torch.device) -> None:
         """Apply what the host staged, on the step's stream, in order with the steps."""
         if self._core is None:
-            self._core = BatchBudget(self.max_requests + 1, device, log_injections=True, fused=self.fused)
+            self._core = BatchBudget(self._capacity, device, log_injections=True, fused=self.fused)
         core = self._core
+        if core.num_slots < self._capacity:
+            core.add_slots(self._capacity - core.num_slots)
         if self._leaving:
             for rid, slot in self._leaving:
                 if rid in self._requests:
@@ -236,8 +240,8 @@ class BudgetForcingCBProcessor(ContinuousBatchingLogitsProcessor):
             self._entering = []
         core.reserve_log(self._log_need)
 
-    def __call__(self, scores: torch.FloatTensor, tensor_arg: torch.Tensor,
-                 input_ids: torch.Tensor | None = None) -> torch.FloatTensor:
+    def __call__(self, scores: torch.FloatTensor, tensor_arg: torch.Tensor, input_ids: torch.Tensor | None = None,
+                 allowed: torch.Tensor | None = None) -> torch.FloatTensor:
         if input_ids is None:
             raise BudgetError("BudgetForcingCBProcessor needs the rows' last input ids: install it with "
                               "hf_s1.engines.continuous.enable_budget_forcing(manager, processor).")
@@ -245,14 +249,16 @@ class BudgetForcingCBProcessor(ContinuousBatchingLogitsProcessor):
         n = scores.shape[0]
         code = tensor_arg[:n].long()
         active = code >= 0
-        slot = torch.where(active, code >> 1, self.max_requests)  # rows without a budget use the spare slot
+        slot = torch.where(active, code >> 1, 0)  # rows without a budget use the spare slot
         committed = active & (code & 1).bool()
         probs = uniform = None
         if self.do_sample:  # last in the list: these are the scores the sampler draws from
             probs = torch.softmax(scores.float(), dim=-1)
             uniform = torch.rand(n, device=scores.device)
+        # `allowed`: the scores before the warpers; a token only they removed (top-p...) may still be forced or
+        # injected, as in generate_with_budget.
         self._core.step(scores, slot, active, input_ids.long(), committed, commit_slot=slot, probs=probs,
-                        uniform=uniform)
+                        uniform=uniform, allowed=None if allowed is scores else allowed)
         return scores
 
     # -- telemetry ---------------------------------------------------------------------------------------------
@@ -307,16 +313,18 @@ class BudgetForcingLogitsProcessorList(ContinuousBatchingLogitsProcessorList):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor,
                  logits_processor_args: torch.Tensor) -> torch.FloatTensor:
-        i = 0
+        i, allowed = 0, scores
         for processor in self.logits_processor:
             if processor is self.budget_processor:
-                scores = processor(scores, logits_processor_args[i], input_ids)
+                scores = processor(scores, logits_processor_args[i], input_ids, allowed)
                 i += 1
             elif isinstance(processor, ContinuousBatchingLogitsProcessor):
                 scores = processor(scores, logits_processor_args[i])
                 i += 1
             else:
                 scores = processor(input_ids, scores)
+            if not type(processor).__name__.endswith("LogitsWarper"):  # what the stages before the warpers allow
+                allowed = scores
         return scores
 
 
@@ -374,8 +382,7 @@ def run_requests(model: Any, tokenizer: Any, rows: Sequence[Sequence[int]], budg
 
             config = ContinuousBatchingConfig(use_cuda_graph=False)
     manager = model.init_continuous_batching(generation_config, config)
-    processor = enable_budget_forcing(manager, BudgetForcingCBProcessor(tokenizer, None, think_format,
-                                                                        max_requests=max(256, len(rows) + 1)))
+    processor = enable_budget_forcing(manager, BudgetForcingCBProcessor(tokenizer, None, think_format))
     manager.start()
     try:
         ids = [manager.add_request(list(r), max_new_tokens=int(n), **{BUDGET_KEY: b, RESUME_KEY: True})
