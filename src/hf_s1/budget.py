@@ -418,6 +418,10 @@ class BudgetTracker:
     def reset(self) -> None:
         self.stats = BudgetStats()
         self.kinds: list[TokenKind] = []  # one per generated token
+        # One per generated token: the budget chose it (a token of a forced run: the start marker, the cut, an
+        # extrapolation, the rest of an end marker the model began; the end-of-sequence at the answer cap), not
+        # the model. What a policy-gradient loss must leave out: the policy did not sample these.
+        self.forced: list[bool] = []
         self.ids: list[int] = []  # the generated tokens
         self._round = 0  # s1 profile: model tokens written since thinking began or since the last extrapolation
         self._resume_cut: tuple[int, ...] = ()
@@ -488,16 +492,17 @@ class BudgetTracker:
                 # phase always follows the thinking.
                 return Intercept(self.markers.stop_set)
         elif phase is _Phase.ANSWER and not self._queue:
-            cap = self.budget.max_answer_tokens
-            if cap is not None and self.stats.answer_tokens >= cap:
-                return Force(self.markers.stop_ids[0])
-            return FREE
+            return Force(self.markers.stop_ids[0]) if self._answer_capped() else FREE
         elif phase is _Phase.DONE:
             return FREE
         elif phase is _Phase.BEFORE and not self._queue:
             # A forced start marker was overridden downstream: write it again.
             self._queue.extend((t, TokenKind.MARKER) for t in self.markers.think_start)
         return Force(self._queue[0][0]) if self._queue else FREE
+
+    def _answer_capped(self) -> bool:
+        cap = self.budget.max_answer_tokens
+        return self._phase is _Phase.ANSWER and cap is not None and self.stats.answer_tokens >= cap
 
     def intercept(self) -> int:
         """The model attempted an intercepted token: queue its replacement and return the id to force."""
@@ -546,6 +551,8 @@ class BudgetTracker:
         """Record a token appended to the sequence; returns what it was."""
         token_id = int(token_id)
         index = len(self.kinds)
+        head = self._queue[0][0] if self._queue else (self.markers.stop_ids[0] if self._answer_capped() else None)
+        self.forced.append(token_id == head)
         kind = self._classify(token_id)
         st = self.stats
         if kind is TokenKind.STOP and self._phase is _Phase.THINKING and self._s1 and self._over_cap():
@@ -629,14 +636,14 @@ class BudgetTracker:
             raise RuntimeError("resume() is only valid after a pass whose thinking ran past the cap (stats.overrun).")
         first = st.thinking_span[0]
         keep = first + self.budget.max_thinking_tokens
-        ids, kinds = self.ids[:keep], self.kinds[:keep]
+        ids, kinds, forced = self.ids[:keep], self.kinds[:keep], self.forced[:keep]
         waits = sum(1 for i in range(first, keep)
                     if kinds[i] is TokenKind.EXTRAPOLATION and (i == first or kinds[i - 1] is not TokenKind.EXTRAPOLATION))
         cut, kind = self._resume_cut, TokenKind.CUT if st.overrun == "length" else TokenKind.MARKER
         prompt_tail = self._prompt_tail
         self.reset()
         self._started, self._prompt_tail = True, prompt_tail
-        self.ids, self.kinds = ids, kinds
+        self.ids, self.kinds, self.forced = ids, kinds, forced
         self._tail.extend((prompt_tail + ids)[-self._tail_len :])
         self._last_token = self._tail[-1] if self._tail else None
         self._phase = _Phase.THINKING

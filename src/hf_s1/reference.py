@@ -105,4 +105,4 @@ def s1_loop_result(
     spans = tracker.finish(generated)
     stats = dataclasses.replace(spans, thinking_tokens=stats.thinking_tokens, answer_tokens=stats.answer_tokens,
                                 waits=stats.waits, capped=stats.capped, finished=stats.finished)
-    return build_result(prompt, generated, stats, tracker.kinds, budget, decode)
+    return build_result(prompt, generated, stats, tracker.kinds, budget, decode, tracker.forced)

@@ -28,6 +28,9 @@ class BudgetedGeneration:
         kinds: what each generated token was (`TokenKind` values), for display and audits.
         segments: the generated text as runs of one kind, `(kind, text)` in order (end-of-sequence and padding
             left out): what a UI needs to mark injected extrapolations and the forced cut.
+        forced: one per `token_ids` entry: the budget chose that token (`BudgetTracker.forced`), not the model.
+        stop_id: the end-of-sequence id that ended the row (left out of `token_ids`); `None` when a limit did.
+        stop_forced: the budget forced that end-of-sequence token (the answer cap).
     """
 
     prompt: Any
@@ -43,6 +46,9 @@ class BudgetedGeneration:
     budget: ThinkingBudget
     kinds: list[str] = field(default_factory=list, repr=False)
     segments: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    forced: list[bool] = field(default_factory=list, repr=False)
+    stop_id: int | None = None
+    stop_forced: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -82,10 +88,13 @@ def build_result(
     kinds: Sequence[TokenKind],
     budget: ThinkingBudget,
     decode: Callable[[Sequence[int]], str],
+    forced: Sequence[bool] = (),
 ) -> BudgetedGeneration:
     ids = [int(t) for t in token_ids]
     # Drop the end-of-sequence token and any padding an engine appended after it.
     end = next((i for i, k in enumerate(kinds) if k in (TokenKind.STOP, TokenKind.AFTER_STOP)), len(ids))
+    stop = end < len(ids) and kinds[end] is TokenKind.STOP
+    stop_id, stop_forced = (ids[end], bool(forced[end]) if end < len(forced) else False) if stop else (None, False)
     ids, kinds = ids[:end], list(kinds[:end])
     segments: list[tuple[str, str]] = []
     start = 0
@@ -109,6 +118,9 @@ def build_result(
         budget=budget,
         kinds=[k.value for k in kinds],
         segments=segments,
+        forced=[bool(f) for f in forced[:end]],
+        stop_id=stop_id,
+        stop_forced=stop_forced,
     )
 
 
@@ -121,5 +133,5 @@ def result_from_tracker(
     """The last step of every engine: the tracker that followed a row observes what the engine produced after its
     last decision (`BudgetTracker.finish`), and the row becomes a `BudgetedGeneration`."""
     stats = tracker.finish(token_ids)
-    return build_result(prompt, token_ids, stats, tracker.kinds, tracker.budget, decode)
+    return build_result(prompt, token_ids, stats, tracker.kinds, tracker.budget, decode, tracker.forced)
 
