@@ -43,6 +43,12 @@ SKIP_SHELL: dict[tuple[str, str], str] = {
     ("README.md", "bash scripts/demo.sh"): "creates a virtual environment and installs packages (network)",
     ("README.md", "bash scripts/test.sh"): "installs packages (network) and runs the whole test suite",
     ("README.md", "pip "): "installs packages (network)",
+    ("README.md", "accelerate launch recipes/grpo_budget.py"):
+        "reads MATH-500 from the Hub and trains for minutes (tests/test_train_grpo.py runs the recipe)",
+    ("docs/training.md", "accelerate launch recipes/grpo_budget.py"):
+        "reads MATH-500 from the Hub and trains for minutes (tests/test_train_grpo.py runs the recipe)",
+    ("docs/training.md", "accelerate launch --multi_gpu --num_processes 2 recipes/grpo_budget.py"):
+        "reads MATH-500 from the Hub; tests/test_train_grpo.py runs the recipe with 2 processes",
     ("README.md", "accelerate launch --config_file recipes/accelerate_configs/fsdp2.yaml"): "16 x H100 training run",
     ("README.md", "sbatch "): "Slurm, 2 nodes x 8 H100",
     ("README.md", "accelerate launch recipes/sft_s1k.py --config recipes/smollm2-135m/s1k-cpu.yaml"):
