@@ -105,16 +105,60 @@ def batched_loop(model, tokenizer, budget):
     return rows
 
 
+def cb_overhead(model, tokenizer, tokens, repeats):
+    """32 requests on continuous batching, each exactly `tokens` new tokens: no budget (end-of-sequence off) vs a
+    budget that never lets a row end (every end replaced), the same manager settings."""
+    from transformers import GenerationConfig
+
+    from hf_s1.engines.continuous import BudgetForcingCBProcessor, cpu_config, enable_budget_forcing
+
+    fmt = __import__("hf_s1").S1_FORMAT
+    rows = [tokenizer(build_prompt(tokenizer, q, fmt), add_special_tokens=False)["input_ids"] for q in QUESTIONS * 4]
+    budget = ThinkingBudget(min_thinking_tokens=10**6, profile="hf-s1")
+
+    def run(with_budget):
+        config = GenerationConfig(do_sample=False, eos_token_id=-1, max_new_tokens=tokens)
+        manager = model.init_continuous_batching(config, cpu_config(rows, [tokens] * len(rows)))
+        processor = enable_budget_forcing(manager, BudgetForcingCBProcessor(tokenizer, budget)) if with_budget else None
+        manager.start()
+        try:
+            ids = [manager.add_request(r, max_new_tokens=tokens) for r in rows]
+            done = {}
+            while len(done) < len(ids):
+                out = manager.get_result(timeout=600)
+                if out.is_finished():
+                    done[out.request_id] = out
+        finally:
+            manager.stop(block=True)
+            manager.destroy()
+        return sum(len(o.generated_tokens) for o in done.values())
+
+    plain, forced, counts = [], [], set()
+    for _ in range(repeats):  # alternated, so that a change in the machine's load hits both alike
+        for with_budget, times in ((False, plain), (True, forced)):
+            t = time.perf_counter()
+            counts.add(run(with_budget))
+            times.append(time.perf_counter() - t)
+    assert len(counts) == 1, counts  # the same number of tokens with and without budgets
+    return statistics.median(plain), statistics.median(forced), counts.pop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8, 64])
-    ap.add_argument("--only", choices=["p1", "p2"], default=None)
+    ap.add_argument("--only", choices=["p1", "p2", "cb"], default=None)
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     model, tokenizer = load_default_model()
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    if args.only in (None, "cb"):
+        plain, forced, n = cb_overhead(model, tokenizer, args.tokens, args.repeats)
+        print(f"CB 32 requests x {args.tokens} tokens ({n} tokens): plain {plain:.2f}s  budgets {forced:.2f}s  "
+              f"ratio {forced / plain:.3f}")
+        if args.only == "cb":
+            return
     for bs in args.batch if args.only != "p2" else ():
         plain, forced, share = p1(model, tokenizer, bs, args.tokens, args.repeats)
         print(f"P1 bs={bs} tokens={args.tokens}: plain {plain:.2f}s  forced {forced:.2f}s  ratio {forced / plain:.3f}"
@@ -125,12 +169,16 @@ def main() -> None:
     t_single, single = timed(lambda: generate_with_budget(model, tokenizer, QUESTIONS, budget), 1)
     t_loop, loop = timed(lambda: s1_reference_generate(model, tokenizer, QUESTIONS, budget), 1)
     t_batched, _ = timed(lambda: batched_loop(model, tokenizer, budget), 1)
+    t_cb, cb = timed(lambda: generate_with_budget(model, tokenizer, QUESTIONS, budget, continuous_batching=True), 1)
     same = all(a.token_ids == b.token_ids for a, b in zip(single, loop))
+    same_cb = sum(a.token_ids == b.token_ids for a, b in zip(single, cb))
     tokens = sum(len(r.token_ids) for r in single)
     waits = sum(r.waits for r in single)
     print(f"P2 8 prompts, num_waits=4 ({waits} waits, {tokens} tokens, identical ids: {same}): "
           f"single pass {t_single:.1f}s, s1-shaped loop {t_loop:.1f}s ({t_loop / t_single:.2f}x), "
           f"batched multi-round loop {t_batched:.1f}s ({t_batched / t_single:.2f}x)")
+    print(f"P2 on continuous batching ({same_cb}/8 outputs equal to generate's): single pass {t_cb:.1f}s, "
+          f"s1-shaped loop / single pass {t_loop / t_cb:.2f}x, static single pass / continuous {t_single / t_cb:.2f}x")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def add_curate_subcommand(subparsers: Any) -> argparse.ArgumentParser:
 
     ```
     """
-    from ..cli import add_subcommand
+    from ..cli_args import add_subcommand
 
     p = add_subcommand(subparsers, "curate", CurateArguments,
                        help="select an s1K-style set from a pool (quality, difficulty, diversity)",

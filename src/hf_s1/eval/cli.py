@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from ..cli import (BudgetArguments, IntListAction, ModelArguments, PositiveIntAction, _Converted, add_subcommand,
+from ..cli_args import (BudgetArguments, IntListAction, ModelArguments, PositiveIntAction, _Converted, add_subcommand,
                    from_namespace, parse_int_list)
 from ..errors import HfS1Error
 from .benchmarks import BENCHMARKS
