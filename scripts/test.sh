@@ -12,4 +12,6 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # One torch thread per process: the suite runs several processes at once (accelerate, the vLLM server),
 # and more threads than free cores make CPU decoding collapse (bench/README.md, Space section).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-exec python -m pytest -q "$@"
+# Two workers (one file per worker at a time: module fixtures stay in one process), as many as the CI machine has
+# cores; HF_S1_TEST_WORKERS=0 runs in one process.
+exec python -m pytest -q -n "${HF_S1_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -186,7 +186,10 @@ def test_sampled_runs_repeat_with_a_seed_and_the_engine_has_a_name(model_and_tok
     assert runs[0] == runs[1]
     out = engine.generate(QUESTIONS[:3], BUDGETS[:3], do_sample=True, temperature=0.8, top_p=0.9, seed=7)
     assert all(b.min_thinking_tokens <= g.thinking_tokens <= b.max_thinking_tokens for g, b in zip(out, BUDGETS))
-    with pytest.raises(BudgetError, match="no streamer and no logits_processor"):
+    with pytest.raises(BudgetError, match="no streamer, no logits_processor.*logits_processor"):
         generate_with_budget(*model_and_tokenizer, QUESTIONS[:1], BUDGETS[:1], continuous_batching=True,
                              logits_processor=[lambda i, s: s])
+    with pytest.raises(BudgetError, match="repetition_penalty"):
+        generate_with_budget(*model_and_tokenizer, QUESTIONS[:1], BUDGETS[:1], continuous_batching=True,
+                             repetition_penalty=1.2)
     assert torch.is_grad_enabled()

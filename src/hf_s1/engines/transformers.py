@@ -375,8 +375,7 @@ def generate_with_budget(
             transformers' continuous batching (`hf_s1.engines.continuous`): each request stops at its own end instead
             of waiting for the longest row of its batch, and `batch_size` does not apply. The s1 profile's second
             call (rows whose rounds ran past the cap) runs on `generate`.
-        generate_kwargs: passed to `model.generate` (e.g. `repetition_penalty`); with continuous batching, to its
-            `GenerationConfig`.
+        generate_kwargs: passed to `model.generate` (e.g. `repetition_penalty`); not with continuous batching.
 
     Examples:
 
@@ -450,7 +449,7 @@ def generate_with_budget(
 
         config = GenerationConfig(do_sample=bool(sampling), eos_token_id=list(markers.stop_ids), pad_token_id=pad_id,
                                   max_new_tokens=max(limits), **(dict(temperature=temperature, top_p=top_p,
-                                  top_k=top_k, min_p=min_p) if sampling else {}), **generate_kwargs)
+                                  top_k=top_k, min_p=min_p) if sampling else {}))
         new, ids, processor = run_requests(
             model, tokenizer, chunk, chunk_budgets, limits, think_format=fmt, generation_config=config,
             continuous_batching_config=None if continuous_batching is True else continuous_batching)
@@ -464,9 +463,12 @@ def generate_with_budget(
         return new, trackers
 
     if continuous_batching is not False and continuous_batching is not None:
-        if streamer is not None or user_processors:
-            raise BudgetError("continuous batching takes no streamer and no logits_processor: call without them, or "
-                              "with continuous_batching=False.")
+        if streamer is not None or user_processors or generate_kwargs:
+            # The manager drops the processors it does not support (repetition_penalty...) with only a warning.
+            extra = sorted(generate_kwargs) + (["streamer"] if streamer is not None else []) + (
+                ["logits_processor"] if user_processors else [])
+            raise BudgetError(f"continuous batching takes no streamer, no logits_processor and no other generate "
+                              f"keywords (got {', '.join(extra)}): call without them, or with continuous_batching=False.")
         chunks, run = [(0, len(texts))], run_continuous
     else:
         chunks, run = [(s, min(s + batch_size, len(texts))) for s in range(0, len(texts), batch_size)], run_static
