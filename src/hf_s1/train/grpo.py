@@ -182,14 +182,21 @@ def answer_reward(completions: list[Any], answer: list[Any], budget_answer: list
     return [1.0 if grade_math(t, str(gold)).correct else 0.0 for t, gold in zip(texts, answer)]
 
 
+def _script_arguments() -> type:
+    from trl import ScriptArguments
+
+    return ScriptArguments
+
+
 @dataclass
-class GRPOBudgetArguments:
-    """The recipe's own fields (next to `trl.GRPOConfig` and `trl.ModelConfig`, parsed by `TrlParser`).
+class GRPOBudgetArguments(_script_arguments()):
+    """The recipe's arguments: `trl.ScriptArguments` (TRL's `dataset_*` keys) plus the rollouts' budget, next to
+    `trl.GRPOConfig` and `trl.ModelConfig` (parsed by `TrlParser`).
 
     Args:
         dataset_name: a local .jsonl / .json / .parquet file, or a Hub data set id, with `problem` and `answer`
             columns (MATH-500's layout).
-        dataset_train_split: split to train on.
+        dataset_config / dataset_train_split: the Hub data set's configuration and the split to train on.
         max_train_samples: train on the first N rows only (smoke runs).
         max_thinking_tokens / min_thinking_tokens / num_waits / max_answer_tokens / profile: the rollouts'
             `ThinkingBudget`.
@@ -199,8 +206,6 @@ class GRPOBudgetArguments:
         system_prompt: system message of every prompt.
     """
 
-    dataset_name: str = field(default="", metadata={"help": "problems with `problem` and `answer` columns"})
-    dataset_train_split: str = "train"
     max_train_samples: int | None = None
     max_thinking_tokens: int | None = 64
     min_thinking_tokens: int = 0
@@ -233,7 +238,7 @@ def _dataset(script_args: GRPOBudgetArguments) -> Any:
             raise DataError(f"{name}: use a .jsonl, .json or .parquet file.")
         data = load_dataset(kind, data_files=name, split="train")
     else:
-        data = load_dataset(name, split=script_args.dataset_train_split)
+        data = load_dataset(name, script_args.dataset_config, split=script_args.dataset_train_split)
     missing = {"problem", "answer"} - set(data.column_names)
     if missing:
         raise DataError(f"{name} lacks the column(s) {sorted(missing)}: GRPO rollouts need `problem` and `answer`.")
