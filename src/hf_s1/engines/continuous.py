@@ -27,7 +27,6 @@ default budget.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -42,11 +41,10 @@ from transformers.generation.continuous_batching.cb_logits_processors import (
 from ..budget import BudgetError, BudgetStats, BudgetTracker, ThinkingBudget, validate
 from ..formats import ThinkFormat, get_format, marker_tokens
 from .batch_budget import BatchBudget, SlotSpec
+from .request_budget import BUDGET_KEY, RESUME_KEY, parse_budget
 
 __all__ = ["BudgetForcingCBProcessor", "enable_budget_forcing", "BUDGET_KEY", "RESUME_KEY"]
 
-BUDGET_KEY = "thinking_budget"
-RESUME_KEY = "resumes_overrun"
 # Finished requests whose telemetry nobody took: past this many, the oldest is dropped (a server's memory).
 KEPT = 4096
 
@@ -126,28 +124,14 @@ class BudgetForcingCBProcessor(ContinuousBatchingLogitsProcessor):
 
     # -- budgets of requests ---------------------------------------------------------------------------------
 
-    def _checked(self, raw: Any, where: str, *, resumes: bool) -> ThinkingBudget:
-        if isinstance(raw, str):
+    def _checked(self, raw: Any, where: str, *, resumes: bool) -> ThinkingBudget | None:
+        budget = parse_budget(raw, where, resumes=resumes, driver="generate_with_budget(..., continuous_batching=True)",
+                              resume_flag=f"{RESUME_KEY}=True")
+        if budget is not None:
             try:
-                raw = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise BudgetError(f"{where} must be a ThinkingBudget, a mapping of its fields or its JSON: {exc}.") from None
-        if not isinstance(raw, (ThinkingBudget, Mapping)):
-            raise BudgetError(f"{where} must be a ThinkingBudget, a mapping of its fields or its JSON, got "
-                              f"{type(raw).__name__}.")
-        try:
-            budget = ThinkingBudget.from_dict(raw)
-            validate(budget, self.markers)
-        except (BudgetError, TypeError) as exc:
-            raise BudgetError(f"{where}: {exc}") from None
-        if budget.is_auto:
-            raise BudgetError(f'{where}: max_thinking_tokens="auto" depends on the whole call (the allowance minus '
-                              f"its longest prompt); resolve it before adding the request (ThinkingBudget.resolve) or "
-                              f"use generate_with_budget(..., continuous_batching=True).")
-        if budget.profile == "s1" and not resumes:
-            raise BudgetError(f"{where}: the s1 profile lets thinking rounds run past the cap and answers in a second "
-                              f"call, which one request cannot make: use generate_with_budget(..., "
-                              f"continuous_batching=True), or pass {RESUME_KEY}=True if your client makes that call.")
+                validate(budget, self.markers)  # the checks that need the tokenizer (strings that would end the row...)
+            except BudgetError as exc:
+                raise BudgetError(f"{where}: {exc}") from None
         return budget
 
     def request_budget(self, kwargs: Mapping[str, Any]) -> ThinkingBudget | None:
@@ -155,10 +139,7 @@ class BudgetForcingCBProcessor(ContinuousBatchingLogitsProcessor):
         fix; the manager calls it when the request arrives (`check_kwargs`), so a bad budget fails that request."""
         if BUDGET_KEY not in kwargs:
             return self.default_budget
-        raw = kwargs[BUDGET_KEY]
-        if raw is None:
-            return None
-        return self._checked(raw, f"{BUDGET_KEY}", resumes=kwargs.get(RESUME_KEY) is True)
+        return self._checked(kwargs[BUDGET_KEY], BUDGET_KEY, resumes=kwargs.get(RESUME_KEY) is True)
 
     # -- ContinuousBatchingLogitsProcessor ---------------------------------------------------------------------
 

@@ -16,20 +16,16 @@ does not know; resolve it before sending (`ThinkingBudget.resolve`), as `generat
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from ...budget import BudgetError, ThinkingBudget
 from ...formats import END_OF_TURN_TEXTS, ThinkFormat, get_format
+from ..request_budget import BUDGET_KEY, FORMAT_KEY, LOG_KEY, RESUME_KEY, parse_budget
 
 __all__ = ["BUDGET_KEY", "FORMAT_KEY", "RESUME_KEY", "LOG_KEY", "DEFAULT_BUDGET_ENV", "budget_from_params", "log_tag"]
 
-BUDGET_KEY = "thinking_budget"
-FORMAT_KEY = "think_format"
-RESUME_KEY = "resumes_overrun"
-LOG_KEY = "budget_log"
 DEFAULT_BUDGET_ENV = "HF_S1_DEFAULT_THINKING_BUDGET"
 
 
@@ -69,14 +65,11 @@ def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None
     extra = getattr(params, "extra_args", None) or {}
     if not isinstance(extra, Mapping):
         raise BudgetError(f"extra_args must be a mapping, got {type(extra).__name__}.")
-    raw = extra.get(BUDGET_KEY)
+    rules = dict(resumes=extra.get(RESUME_KEY) is True, driver="hf_s1.engines.vllm.generate_with_budget",
+                 resume_flag=f"extra_args[{RESUME_KEY!r}]=true")
     where = f"extra_args[{BUDGET_KEY!r}]"
-    if isinstance(raw, str):  # over HTTP, vllm_xargs values are flat: the budget comes as a JSON object string
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise BudgetError(f"{where} must be a JSON object of ThinkingBudget fields: {exc}.") from None
-    if raw is None:  # absent, None or JSON null: this request asks for no budget
+    budget = parse_budget(extra.get(BUDGET_KEY), where, **rules)
+    if budget is None:  # absent, None or JSON null: this request asks for no budget
         default = os.environ.get(DEFAULT_BUDGET_ENV)
         if not default:
             if FORMAT_KEY in extra:
@@ -84,34 +77,18 @@ def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None
                                   f"turn budget forcing on; add {BUDGET_KEY!r} ({{}} for the defaults) or drop the format.")
             return None
         where = f"${DEFAULT_BUDGET_ENV}"
-        try:
-            raw = json.loads(default)
-        except json.JSONDecodeError as exc:
-            raise BudgetError(f"{where} must hold a JSON object of ThinkingBudget fields: {exc}.") from None
+        budget = parse_budget(default, where, **rules)
+        if budget is None:
+            return None
     fmt_name = extra.get(FORMAT_KEY, "s1")
     if not isinstance(fmt_name, str):
         raise BudgetError(f"extra_args[{FORMAT_KEY!r}] must be 's1' or 'r1', got {fmt_name!r}.")
     try:
-        budget = ThinkingBudget.from_dict({} if raw is None else raw)
         fmt = get_format(fmt_name)
-    except BudgetError as exc:
-        raise BudgetError(f"{where}: {exc}") from None
-    except TypeError as exc:  # e.g. a field given a list where from_dict expects a scalar
-        raise BudgetError(f"{where}: {exc}") from None
-    # What can be checked without a tokenizer is checked here, so a server's front end (which has none) refuses it.
-    try:
+        # What can be checked without a tokenizer is checked here, so a server's front end (which has none) refuses it.
         budget.check_extrapolation_text((fmt.think_end, *END_OF_TURN_TEXTS))
     except BudgetError as exc:
         raise BudgetError(f"{where}: {exc}") from None
-    if budget.is_auto:
-        raise BudgetError(f'{where}: max_thinking_tokens="auto" depends on the whole batch (the allowance minus its '
-                          f"longest prompt, the markers and 100); resolve it before sending (ThinkingBudget.resolve) "
-                          f"or use hf_s1.engines.vllm.generate_with_budget.")
-    if budget.profile == "s1" and extra.get(RESUME_KEY) is not True:
-        raise BudgetError(f"{where}: the s1 profile lets thinking rounds run past the cap and then answers in a "
-                          f"second call from the cut, which a single request cannot make: use "
-                          f"hf_s1.engines.vllm.generate_with_budget, or set extra_args[{RESUME_KEY!r}]=true if your "
-                          f"client makes that call (BudgetTracker.resume).")
     log_tag(params)
     if getattr(params, "thinking_token_budget", None) is not None:
         # vLLM's own budget runs after custom processors and would override ours: mixed, silent behaviour.
