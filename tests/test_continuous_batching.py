@@ -165,7 +165,8 @@ def test_bad_budget_fails_its_request_only(model_and_tokenizer):
         unknown = manager.add_request(rows[0], max_new_tokens=32, thinking_budget={"waits": 2})
         s1 = manager.add_request(rows[0], max_new_tokens=32, thinking_budget={"profile": "s1"})
         good = manager.add_request(rows[0], max_new_tokens=limits[0], thinking_budget=BUDGETS[0])
-        done = _collect(manager, [bad, unknown, s1, good])
+        free = manager.add_request(rows[0], max_new_tokens=limits[0])  # no key, no default budget: left alone
+        done = _collect(manager, [bad, unknown, s1, good, free])
     finally:
         manager.stop(block=True)
         manager.destroy()
@@ -173,6 +174,9 @@ def test_bad_budget_fails_its_request_only(model_and_tokenizer):
     assert "waits" in done[unknown].error
     assert "resumes_overrun=True" in done[s1].error
     assert done[good].error is None and processor.stats(good, done[good].generated_tokens).capped
+    assert done[free].error is None and processor.stats(free, done[free].generated_tokens) is None
+    # the same prompt ran free next to the budgeted one: it did not get the cut the budget forced
+    assert done[free].generated_tokens[:12] != done[good].generated_tokens[:12]
 
 
 def test_sampled_runs_repeat_with_a_seed_and_the_engine_has_a_name(model_and_tokenizer):
