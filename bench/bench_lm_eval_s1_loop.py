@@ -119,13 +119,16 @@ def main() -> None:
     parser.add_argument("--max-thinking", type=int, default=128)
     parser.add_argument("--num-waits", type=int, default=4)
     parser.add_argument("--max-gen", type=int, default=64, help="max_gen_toks (s1: the answer call's allowance)")
+    parser.add_argument("--prefix-caching", choices=("on", "off"), default="on",
+                        help="vLLM's prefix caching for the shared engine: on (vLLM V1's default) or off (the "
+                             "default of vLLM V0, which s1's fork ran on: every round re-reads prompt + thinking)")
     args = parser.parse_args()
 
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     bench = load_benchmark("bench", data=args.data, limit=args.limit)
-    ours = HfS1LM(engine="vllm", max_model_len=2048)
+    ours = HfS1LM(engine="vllm", max_model_len=2048, enable_prefix_caching=args.prefix_caching == "on")
     loop = S1Rounds(ours.engine.llm, ours._format)
     tmp = Path(tempfile.mkdtemp(prefix="bench-lm-eval-s1-"))
     data = tmp / "questions.jsonl"
@@ -150,7 +153,8 @@ def main() -> None:
     t_loop, r_loop = run(loop)
     t_ours, r_ours = run(ours)
     n = len(bench)
-    print(f"{n} questions from {args.data}; gen_kwargs {gen_kwargs}; vLLM fp32 greedy, one LLM for both")
+    print(f"{n} questions from {args.data}; gen_kwargs {gen_kwargs}; vLLM fp32 greedy, one LLM for both, "
+          f"prefix caching {args.prefix_caching}")
     print(f"s1's multi-call loop (batched rounds): {t_loop:7.2f} s")
     print(f"hf-s1 single pass:                    {t_ours:7.2f} s")
     print(f"ratio loop / single pass: {t_loop / t_ours:.2f}x; identical responses: "
