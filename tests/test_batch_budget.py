@@ -306,3 +306,75 @@ def test_added_slots_keep_every_state_and_take_new_requests():
     for name in ("thinking", "waits", "capped", "phase", "n_gen"):
         assert torch.equal(getattr(grown.state, name)[: same.num_slots], getattr(same.state, name)), name
     assert torch.equal(grown.injected[: same.num_slots, :-1], same.injected[:, : grown.injected.shape[1] - 1])
+
+
+def _continuation(core: BatchBudget, slot: torch.Tensor, markers: list[MarkerTokens]) -> list:
+    """What a core's slots would do next: queued runs (their remaining ids and kind), counters, and the tail
+    entries a marker can reach (a core started from a prompt keeps older ones, which no rule reads)."""
+    st = core.state.index(slot)
+    out = []
+    for r in range(slot.shape[0]):
+        s = int(slot[r])
+        queued = int(st.qpos[r]) < int(st.qlen[r])
+        run = (core.seqs[s, int(st.qseq[r]), int(st.qpos[r]):int(st.qlen[r])].tolist(), int(st.qkind[r])) if queued else None
+        reach = max(len(markers[r].think_start), len(markers[r].think_end))
+        out.append((run, st.tail[r, -reach:].tolist(), *(int(getattr(st, f)[r]) for f in (
+            "phase", "thinking", "answer", "waits", "capped", "finished", "n_gen", "round"))))
+    return out
+
+
+@pytest.mark.parametrize("chunk", range(3))
+def test_resume_equals_committing_every_token(chunk):
+    """`resume` (host replay by the tracker, then one write per field) leaves a slot where committing its output
+    token by token leaves it: with the injection log, the same as the live core; without one, the same as a core
+    that commits the output with no decisions stored (inferred). Then both go on taking the same decisions."""
+    rng = random.Random(3000 + chunk)
+    gen = torch.Generator().manual_seed(chunk)
+    for _ in range(12):
+        rows = 6
+        live, slots, specs, prompts, _ = _setup(rng, rows)
+        slot = torch.tensor(slots)
+        active = torch.ones(rows, dtype=torch.bool)
+        outputs: list[list[int]] = [[] for _ in range(rows)]
+        steps = rng.randint(0, 30)
+
+        def step(core, logits, tokens=None):
+            core.propose(logits, slot, active)
+            if tokens is None:
+                tokens = [int(logits[r].argmax()) if rng.random() > 0.05 else _token(rng, specs[r].markers, None)
+                          for r in range(rows)]
+            return tokens, core.commit(slot, torch.tensor(tokens))
+
+        for i in range(steps):
+            live.reserve_log(i + 1)
+            logits = torch.randn(rows, VOCAB, generator=gen) * 3
+            logits[:, [0, 1, 2, 3, 8, 9]] += torch.rand(rows, 6, generator=gen) * 4
+            tokens, _ = step(live, logits)
+            for r in range(rows):
+                outputs[r].append(tokens[r])
+        markers = [spec.markers for spec in specs]
+
+        def fresh():
+            core = BatchBudget(rows + 2, log_injections=True, fused=False)
+            core.set_slots(slots, specs)
+            core.reserve_log(steps + 40)
+            return core
+
+        logged = fresh()
+        logged.resume(slots, prompts, outputs, [live.injected_positions(s) for s in slots])
+        assert _continuation(logged, slot, markers) == _continuation(live, slot, markers)
+        inferred, stepwise = fresh(), fresh()
+        inferred.resume(slots, prompts, outputs)
+        stepwise.start(slots, *_right_aligned(prompts))
+        for i in range(steps):
+            stepwise.commit(slot, torch.tensor([outputs[r][i] for r in range(rows)]))
+        assert _continuation(inferred, slot, markers) == _continuation(stepwise, slot, markers)
+        for i in range(15):  # the resumed core goes on exactly as the live one
+            live.reserve_log(steps + i + 1)
+            logits = torch.randn(rows, VOCAB, generator=gen) * 3
+            logits[:, [0, 1, 2, 3, 8, 9]] += torch.rand(rows, 6, generator=gen) * 4
+            a, b = logits.clone(), logits.clone()
+            tokens, kinds_live = step(live, a)
+            _, kinds_resumed = step(logged, b, tokens)
+            assert torch.equal(a, b) and torch.equal(kinds_live, kinds_resumed), i
+        assert _continuation(logged, slot, markers) == _continuation(live, slot, markers)

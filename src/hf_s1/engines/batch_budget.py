@@ -15,6 +15,9 @@ How an adapter drives it, per engine step:
    end of thinking (greedy: it is the arg-max; sampled: a uniform draw falls below its probability) — store the
    outcome for `commit`, and write the decision into the logits in place.
 
+A request that enters with output already generated (preempted, then resumed) is read with `resume`: the
+specification replays that output on the host and its state is written into the slot at once.
+
 Two rules an engine adds around the state machine live in `propose`:
 
 - A forced token is lifted above the rest of its row (the row's maximum plus a margin that survives any
@@ -29,12 +32,12 @@ Two rules an engine adds around the state machine live in `propose`:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, fields
 
 import torch
 
-from ..budget import BudgetError, MarkerTokens, ThinkingBudget, TokenKind
+from ..budget import BudgetError, BudgetTracker, MarkerTokens, ThinkingBudget, TokenKind
 from . import fused as _fused
 
 __all__ = ["BatchBudget", "KINDS", "SlotSpec"]
@@ -121,8 +124,8 @@ class BatchBudget:
         lookahead: decisions stored per slot beyond the first (speculative decoding's draft tokens).
         log_injections: keep, per slot and generated position, whether an extrapolation was injected there:
             the engine's own record of its decisions, from which `BudgetTracker.replay` rebuilds exact telemetry
-            (a "Wait" the model wrote itself is never taken for an injected one), and from which `commit` replays
-            a resumed request's decisions (`restore_log`).
+            (a "Wait" the model wrote itself is never taken for an injected one), and from which `resume` replays
+            a resumed request's decisions (`restore_log` gives the slot its old positions back).
         log_length: generated positions the injection log holds from the start (it grows with `reserve_log`).
         fused: run each step compiled (`hf_s1.engines.fused`: the same methods through `torch.compile`). Default:
             the `HF_S1_FUSED` environment variable, else fused on CUDA and eager elsewhere.
@@ -160,6 +163,7 @@ class BatchBudget:
         self._layout = 0  # bumped when a table is reallocated (the fused path marks the new tensors' sizes)
         self.lookahead = lookahead
         self.specs: list[SlotSpec | None] = [None] * num_slots
+        self._seq_rows: list[tuple[tuple[int, ...], ...] | None] = [None] * num_slots  # host copy of seqs rows
         # Slots that follow the s1 profile (host side): without any, a step skips the profile's ops.
         self._s1_slots: set[int] = set()
         # Whether a step runs the s1 profile's ops: only with s1-profile slots in eager mode (`bool(self._s1_slots)`,
@@ -184,8 +188,6 @@ class BatchBudget:
         # [slots, positions + 1]: the last column takes the writes of inactive rows (never read).
         width = log_length + 1 if log_injections else 0
         self.injected = torch.zeros(num_slots, width, dtype=torch.bool, device=self.device)
-        # Slots whose log was brought back with their output (`restore_log`): `commit` replays it from the log.
-        self.log_restored = torch.zeros(num_slots, dtype=torch.bool, device=self.device)
         self._whole = torch.arange(num_slots, device=self.device)
 
     # ---- tables -----------------------------------------------------------------------------------------------
@@ -301,6 +303,7 @@ class BatchBudget:
             for name, v in values.items():
                 scalars[name].append(v)
             self.specs[slots[i]] = spec
+            self._seq_rows[slots[i]] = tuple(tuple(q) for q in seq_list)
             (self._s1_slots.add if b.profile == "s1" else self._s1_slots.discard)(slots[i])
         self._any_s1 = self.fused or bool(self._s1_slots)
         idx = torch.tensor(list(slots), dtype=torch.long, device=self.device)
@@ -319,7 +322,6 @@ class BatchBudget:
         self.pending_base[idx] = -1
         if self.log_injections:
             self.injected[idx] = False
-            self.log_restored[idx] = False
 
     def add_slots(self, n: int) -> None:
         """Grow to `num_slots + n` slots (the new ones empty, as `release` leaves a slot); the others keep their
@@ -342,14 +344,15 @@ class BatchBudget:
         self.pending_hit = grown(self.pending_hit, False)
         self.pending_base = grown(self.pending_base, -1)
         self.injected = grown(self.injected, False)
-        self.log_restored = grown(self.log_restored, False)
         self._whole = torch.arange(self.num_slots, device=self.device)
         self.specs.extend([None] * n)
+        self._seq_rows.extend([None] * n)
 
     def release(self, slots: Sequence[int]) -> None:
         """Forget the requests in `slots` (their state becomes inert)."""
         for s in slots:
             self.specs[s] = None
+            self._seq_rows[s] = None
             self._s1_slots.discard(s)
         self._any_s1 = self.fused or bool(self._s1_slots)
         if slots:
@@ -404,6 +407,61 @@ class BatchBudget:
         st.qkind = torch.full((n,), MARKER, dtype=torch.long, device=self.device)
         self.state.put_(idx, st)
         self.pending_base[idx] = -1
+
+    def resume(self, slots: Sequence[int], prompts: Sequence[Sequence[int]], outputs: Sequence[Sequence[int]],
+               injected: Sequence[Container[int] | None] | None = None) -> None:
+        """`start` followed by a `commit` of every token in `outputs`, for requests that come back with output
+        already generated (preempted, then resumed): each output is replayed on the host by the specification,
+        `BudgetTracker.replay` (the decisions from `injected[i]`, the request's injection log, when there is one;
+        else inferred, as `commit` infers them), and the trackers' state is written into the slots with one copy
+        per field, instead of one device step per generated token.
+
+        Args:
+            slots: host list of slot indices (their requests set with `set_slots`).
+            prompts: each request's prompt ids (host).
+            outputs: each request's generated ids so far (host).
+            injected: each request's injected positions (`BudgetTracker.replay`), or None where unknown.
+        """
+        trackers = []
+        for i, (slot, prompt, output) in enumerate(zip(slots, prompts, outputs)):
+            spec = self.specs[slot]
+            tracker = BudgetTracker(spec.budget, spec.markers)
+            tracker.start(prompt)
+            tracker.replay(output, injected=None if injected is None else injected[i])
+            trackers.append(tracker)
+        self.load(slots, trackers)
+
+    def load(self, slots: Sequence[int], trackers: Sequence[BudgetTracker]) -> None:
+        """Write each tracker's state into its slot (given the same request with `set_slots`): the slot goes on
+        from where the tracker stands, as if every token the tracker observed had been committed here."""
+        t = self._tail_len
+        rows: dict[str, list] = {f.name: [] for f in fields(_State)}
+        for slot, tracker in zip(slots, trackers):
+            snap, stats = tracker.snapshot(), tracker.stats
+            qseq, qpos, qlen = self._queued_run(slot, snap.queued)
+            values = dict(phase=snap.phase, qseq=qseq, qpos=qpos, qlen=qlen,
+                          qkind=MARKER if snap.queued_kind is None else KINDS.index(snap.queued_kind),
+                          tail=[-1] * (t - len(snap.tail[-t:])) + list(snap.tail[-t:]), thinking=stats.thinking_tokens,
+                          answer=stats.answer_tokens, waits=stats.waits, capped=stats.capped,
+                          finished=stats.finished, n_gen=snap.generated, round=snap.round)
+            for name, value in values.items():
+                rows[name].append(value)
+        like = self.state
+        st = _State(*(torch.tensor(rows[f.name], dtype=getattr(like, f.name).dtype).to(self.device)
+                      for f in fields(_State)))
+        idx = torch.tensor(list(slots), dtype=torch.long, device=self.device)
+        self.state.put_(idx, st)
+        self.pending_base[idx] = -1
+
+    def _queued_run(self, slot: int, queued: tuple[int, ...]) -> tuple[int, int, int]:
+        """(sequence row, position, length) of the slot's forced sequence whose rest is `queued`."""
+        if not queued:
+            return 0, 0, 0
+        for row, seq in enumerate(self._seq_rows[slot]):
+            start = len(seq) - len(queued)
+            if start >= 0 and seq[start:] == queued:
+                return row, start, len(seq)
+        raise RuntimeError(f"slot {slot}: the queued run {queued} is not the rest of any of its forced sequences")
 
     # ---- the state machine (BudgetTracker.next_action / intercept / observe) ---------------------------------
 
@@ -526,8 +584,9 @@ class BatchBudget:
 
     def commit(self, slot: torch.Tensor, token: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
         """Advance stored state by one committed token per row (`active` rows only): the decision taken for it is
-        replayed (its stored outcome from `propose`, else the restored log's, else inferred from the token as
-        `BudgetTracker.replay` does), then the token is observed. Returns each token's kind code."""
+        replayed (its stored outcome from `propose`, else inferred from the token as `BudgetTracker.replay` does:
+        a request that comes back with output is replayed by `resume`), then the token is observed. Returns each
+        token's kind code."""
         return self._commit(slot, token, active, self._is_whole(slot))
 
     def _commit(self, slot: torch.Tensor, token: torch.Tensor, active: torch.Tensor | None, whole: bool) -> torch.Tensor:
@@ -542,8 +601,6 @@ class BatchBudget:
         j = st.n_gen - self.pending_base[slot]
         known = (self.pending_base[slot] >= 0) & (j >= 0) & (j <= self.lookahead)
         stored = self.pending_hit[slot, j.clamp(0, self.lookahead)]
-        if self.log_injections:  # a resumed request that brought its log back: its decisions, not inferred ones
-            inferred = torch.where(extend & self.log_restored[slot], self._logged(slot, st.n_gen), inferred)
         hit = active & intercept & torch.where(known, stored, inferred)
         st, _ = self.resolve(slot, st, hit, extend)
         new, kind = self.observe(slot, st, token, active)
@@ -725,9 +782,6 @@ class BatchBudget:
         pos = torch.where(active, position.clamp(max=scratch - 1), scratch)
         self.injected[slot, pos] = value & active
 
-    def _logged(self, slot: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-        return self.injected[slot, position.clamp(max=self.injected.shape[1] - 2)]
-
     def reserve_log(self, length: int) -> None:
         """Make room in the injection log for `length` generated tokens per slot (host-known, no device read);
         the log doubles when it grows, so a generation reallocates it a logarithmic number of times."""
@@ -743,11 +797,11 @@ class BatchBudget:
         return self.injected[slot, :-1].clone()
 
     def restore_log(self, slot: int, row: torch.Tensor) -> None:
-        """Give `slot` the log a request brought back (a preempted request, `log_row`): `commit` then replays its
-        output with the decisions taken for it. Call after `set_slots`, which clears the slot's log."""
+        """Give `slot` the log a request brought back (a preempted request, `log_row`), so that the slot's log
+        covers its whole output. Call after `set_slots`, which clears the slot's log, and replay the output with
+        `resume`, which takes the same decisions from the host's copy."""
         n = min(row.shape[0], self.injected.shape[1] - 1)
         self.injected[slot, :n] = row[:n]
-        self.log_restored[slot] = True
 
     # ---- read-out ---------------------------------------------------------------------------------------------
 

@@ -146,6 +146,8 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         self._started = np.zeros(num_slots, dtype=bool)
         self._prompt_len = torch.zeros(num_slots, dtype=torch.long, device=device)
         self._staged: dict[int, tuple[SlotSpec, Any] | None] = {}
+        # Slot -> the injected positions a preempted request brought back (host), for replaying its output.
+        self._resume_logs: dict[int, set[int]] = {}
         # V1 only: persistent-batch index -> budget slot, and what each slot has consumed of its output list.
         self._slot_of_index: dict[int, int] = {}
         self._free = list(range(num_slots - 1, -1, -1))
@@ -200,8 +202,10 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
             self._core.set_slots(slots, [spec for _, (spec, _) in entering])
             self._sampling.set(slots, [params for _, (_, params) in entering])
             for slot in slots:  # a preempted request coming back brings the decisions taken for its output
+                self._resume_logs.pop(slot, None)
                 kept = self._kept.take(self._tags[slot]) if self._tags[slot] is not None else None
                 if kept is not None:  # an empty log is a record too: nothing was injected
+                    self._resume_logs[slot] = set(kept)
                     row = torch.zeros(self._core.injected.shape[1] - 1, dtype=torch.bool)
                     row[torch.tensor(kept, dtype=torch.long)] = True
                     self._core.restore_log(slot, row.to(self._device))
@@ -246,6 +250,7 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         """V2: a request enters slot `req_idx` (also a preempted request coming back); stage its state."""
         spec = self._spec(sampling_params)
         self._leave(req_idx)  # whatever held the slot before is gone
+        self._resume_logs.pop(req_idx, None)
         if spec is not None:
             self._enter(req_idx, sampling_params)
         self._budgeted[req_idx] = spec is not None
@@ -313,22 +318,27 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         states = self._req_states
         prompt_len = states.prompt_len.np[slots].astype(np.int64)
         prefill_len = states.prefill_len.np[slots].astype(np.int64)
-        width = max(1, int(prompt_len.max()))
-        slot_t = _to_device(slots, torch.long, self._device)
-        lengths = _to_device(prompt_len, torch.long, self._device)
-        cols = torch.arange(width, device=self._device)
-        # Right-align each prompt: column c holds token (prompt_len - width + c).
-        src = (lengths.unsqueeze(1) - width + cols).clamp(min=0)
-        prompts = all_ids[slot_t.unsqueeze(1), src]
-        self._core.start(list(slots), prompts, lengths)
-        self._prompt_len[slot_t] = lengths
+        self._prompt_len[_to_device(slots, torch.long, self._device)] = _to_device(prompt_len, torch.long,
+                                                                                    self._device)
         self._started[slots] = True
-        resumed = int((prefill_len - prompt_len).max())
-        if resumed > 0:  # preempted and re-added: catch up with its output (decisions from its injection log)
-            end = _to_device(prefill_len, torch.long, self._device)
-            for i in range(resumed):
-                position = lengths + i
-                self._core.commit(slot_t, all_ids[slot_t, position.clamp(max=all_ids.shape[1] - 1)], position < end)
+        back = prefill_len > prompt_len
+        fresh = slots[~back]
+        if len(fresh):
+            width = max(1, int(prompt_len[~back].max()))
+            slot_t = _to_device(fresh, torch.long, self._device)
+            lengths = _to_device(prompt_len[~back], torch.long, self._device)
+            cols = torch.arange(width, device=self._device)
+            # Right-align each prompt: column c holds token (prompt_len - width + c).
+            src = (lengths.unsqueeze(1) - width + cols).clamp(min=0)
+            self._core.start(list(fresh), all_ids[slot_t.unsqueeze(1), src], lengths)
+        if back.any():
+            # Preempted and re-added with its output: replayed on the host (decisions from its injection log when
+            # it brought one back), one read of its ids here instead of one device step per generated token.
+            ids = [all_ids[int(s), : int(n)].tolist() for s, n in zip(slots[back], prefill_len[back])]
+            cut = prompt_len[back]
+            self._core.resume(list(slots[back]), [i[: int(c)] for i, c in zip(ids, cut)],
+                              [i[int(c):] for i, c in zip(ids, cut)],
+                              [self._resume_logs.pop(int(s), None) for s in slots[back]])
 
     # -- V1 model runner -------------------------------------------------------------------------------------
 
@@ -355,10 +365,19 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
             entering.append((slot, list(prompt_ids or [])))
         if entering:
             self._flush()
-            width = max(1, max(len(p) for _, p in entering))
-            prompts = [[-1] * (width - len(p)) + p for _, p in entering]
-            self._core.start([s for s, _ in entering], torch.tensor(prompts, device=self._device),
-                             torch.tensor([len(p) for _, p in entering], device=self._device))
+            fresh = [(s, p) for s, p in entering if not self._known_output(s)]
+            back = [(s, p) for s, p in entering if self._known_output(s)]
+            if fresh:
+                width = max(1, max(len(p) for _, p in fresh))
+                prompts = [[-1] * (width - len(p)) + p for _, p in fresh]
+                self._core.start([s for s, _ in fresh], torch.tensor(prompts, device=self._device),
+                                 torch.tensor([len(p) for _, p in fresh], device=self._device))
+            if back:  # a preempted request re-added with its output: replayed on the host, not step by step
+                outputs = [self._outputs[s][: self._known_output(s)] for s, _ in back]
+                self._core.resume([s for s, _ in back], [p for _, p in back], outputs,
+                                  [self._resume_logs.pop(s, None) for s, _ in back])
+                for (s, _), out in zip(back, outputs):
+                    self._seen[s] = len(out)
         for a, b, direction in batch_update.moved:
             if direction == MoveDirectionality.SWAP:
                 sa, sb = self._slot_of_index.pop(a, None), self._slot_of_index.pop(b, None)
@@ -369,6 +388,14 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
                 sa = self._slot_of_index.pop(a, None)
             if sa is not None:
                 self._slot_of_index[b] = sa
+
+    def _known_output(self, slot: int) -> int:
+        """How many of the slot's output ids are known (async scheduling appends -1 placeholders, never read)."""
+        out = self._outputs[slot]
+        end = len(out)
+        while end > 0 and out[end - 1] == -1:
+            end -= 1
+        return end
 
     def _drop_index(self, index: int) -> None:
         slot = self._slot_of_index.pop(index, None)
@@ -388,11 +415,8 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         # With async scheduling, not-yet-known ids are -1 placeholders: never read one.
         fresh: list[list[int]] = []
         for _, slot in pairs:
-            out = self._outputs[slot]
-            seen, end = int(self._seen[slot]), len(out)
-            while end > seen and out[end - 1] == -1:
-                end -= 1
-            fresh.append(out[seen:end])
+            seen, end = int(self._seen[slot]), max(int(self._seen[slot]), self._known_output(slot))
+            fresh.append(self._outputs[slot][seen:end])
             self._seen[slot] = end
         slot_list = [s for _, s in pairs]
         slots = _to_device(slot_list, torch.long, self._device)
