@@ -680,9 +680,9 @@ class BatchBudget:
         a single call. `commit_slot` defaults to `slot`. Returns the committed tokens' kind codes and whether each
         row's intercepted end was replaced.
 
-        On the fused path (`fused=True`) a step is one compiled graph. `commit` and `propose` called on their own
-        (a resumed request's output, draft tokens) always run eagerly: they are the rare paths, and each compiled
-        variant costs a compilation."""
+        On the fused path (`fused=True`) a step is one compiled graph (`step_drafts_from_table`, with drafts, is
+        another). `commit` and `propose` called on their own always run eagerly: no engine step calls them, and
+        each compiled variant costs a compilation."""
         commit_slot = slot if commit_slot is None else commit_slot
         return self._run(BatchBudget._step, logits, slot, active, token, committed, commit_slot, probs, uniform,
                          allowed, self._is_whole(commit_slot), self._is_whole(slot))
@@ -706,6 +706,52 @@ class BatchBudget:
         the step, so on the fused path the whole step stays one compiled graph and the host reads nothing."""
         return self._run(BatchBudget._step_from_table, logits, slot, active, table, offset, end, committed,
                          commit_slot, probs, self._is_whole(commit_slot), self._is_whole(slot))
+
+    def step_drafts_from_table(
+        self,
+        logits: torch.Tensor,
+        slot: torch.Tensor,
+        active: torch.Tensor,
+        level: torch.Tensor,
+        draft: torch.Tensor,
+        table: torch.Tensor,
+        offset: torch.Tensor,
+        end: torch.Tensor,
+        committed: torch.Tensor,
+        *,
+        commit_slot: torch.Tensor,
+        probs: torch.Tensor | None = None,
+    ) -> None:
+        """`step_from_table` with speculative decoding: each request commits up to `1 + lookahead` tokens from
+        the table (the drafts vLLM accepted, then its own token), then every logits row is decided, a request's
+        row at `level` d continuing from its row at d - 1 over that row's draft token.
+
+        Args:
+            slot, active: [rows] each logits row's slot, and the rows to decide.
+            level: [rows] each row's offset among its request's rows (0: the committed position).
+            draft: [rows] the token each row reads (its request's draft at that offset).
+            table, offset, end, committed, commit_slot: as in `step_from_table`, one entry per request.
+        """
+        self._run(BatchBudget._step_drafts_from_table, logits, slot, active, level, draft, table, offset, end,
+                  committed, commit_slot, probs)
+
+    def _step_drafts_from_table(self, logits, slot, active, level, draft, table, offset, end, committed, commit_slot,
+                                probs):
+        end = end[commit_slot].long()
+        for _ in range(1 + self.lookahead):
+            position = offset[commit_slot] + self.state.n_gen[commit_slot]
+            token = table[commit_slot, position.clamp(max=table.shape[1] - 1)]
+            self._commit(commit_slot, token, committed & (position < end), False)
+        working = self.state.index(slot)
+        top = logits.max(dim=-1)
+        previous_row = (torch.arange(slot.shape[0], device=slot.device) - 1).clamp(min=0)
+        for depth in range(1 + self.lookahead):
+            working, _ = self._propose(logits, slot, active & (level == depth), probs, None, None, working, level,
+                                       None, top, False)
+            if depth < self.lookahead:  # row r at depth + 1 continues from row r - 1 over its draft token
+                deeper = active & (level == depth + 1)
+                advanced, _ = self.observe(slot, working.index(previous_row), draft, deeper)
+                working = working.where(deeper, advanced)
 
     def _step_from_table(self, logits, slot, active, table, offset, end, committed, commit_slot, probs,
                          commit_whole: bool, whole: bool):

@@ -281,7 +281,7 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         ready_slots = np.zeros(len(self._budgeted), dtype=bool)
         ready_slots[idx_np[ready]] = True
         ready_dev = _to_device(ready_slots, torch.bool, self._device)
-        # 1. Commit the tokens vLLM appended since the last step (several when drafts were accepted).
+        # Commit the tokens vLLM appended since the last step (several when drafts were accepted), then decide.
         slots = ctx.idx_mapping.long()
         rows = ctx.expanded_idx_mapping.long()
         host_slots = idx_np[ready]
@@ -290,27 +290,9 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
             self._core.step_from_table(logits, rows, ready_dev[rows], all_ids, self._prompt_len, states.total_len.gpu,
                                        ready_dev[slots], commit_slot=slots, probs=probs)
             return logits
-        active = ready_dev[slots]
-        total = states.total_len.gpu[slots].long()
-        for _ in range(1 + self._lookahead):
-            position = self._prompt_len[slots] + self._core.state.n_gen[slots]
-            step = active & (position < total)
-            token = all_ids[slots, position.clamp(max=all_ids.shape[1] - 1)]
-            self._core.commit(slots, token, step)
-        # 2. Decide every row: level 0 from the committed state, draft rows over the drafts before them.
-        row_active = ready_dev[rows]
-        level = ctx.expanded_local_pos.long()
-        working = self._core.state.index(rows)
-        top = logits.max(dim=-1)
-        for depth in range(1 + self._lookahead):
-            at_depth = row_active & (level == depth)
-            working, _ = self._core.propose(logits, rows, at_depth, probs=probs, state=working, level=level, top=top)
-            if depth < self._lookahead:
-                # Row r at depth+1 continues from row r-1 (same request, one position earlier) over its draft.
-                previous = working.index((torch.arange(rows.shape[0], device=rows.device) - 1).clamp(min=0))
-                deeper = row_active & (level == depth + 1)
-                advanced, _ = self._core.observe(rows, previous, ctx.input_ids.long(), deeper)
-                working = working.where(deeper, advanced)
+        self._core.step_drafts_from_table(logits, rows, ready_dev[rows], ctx.expanded_local_pos.long(),
+                                          ctx.input_ids.long(), all_ids, self._prompt_len, states.total_len.gpu,
+                                          ready_dev[slots], commit_slot=slots, probs=probs)
         return logits
 
     def _start(self, slots: np.ndarray, all_ids: torch.Tensor) -> None:
