@@ -407,10 +407,9 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         committed = np.zeros((layers, len(fresh)), dtype=bool)
         for j, f in enumerate(fresh):
             tokens[: len(f), j], committed[: len(f), j] = f, True
-        tokens_dev = _to_device(tokens, torch.long, self._device)
-        committed_dev = _to_device(committed, torch.bool, self._device)
-        for i in range(layers - 1):  # a resumed request brings several tokens: all but the last layer here
-            self._core.commit(slots, tokens_dev[i], committed_dev[i])
+        for i in range(layers - 1):  # several new tokens in a row (rare): all but the last layer here
+            self._core.commit(slots, _to_device(tokens[i], torch.long, self._device),
+                              _to_device(committed[i], torch.bool, self._device))
         # Commit the last layer and decide every row of the batch in place (rows without a budget are inactive).
         row_slot = np.zeros(batch, dtype=np.int64)
         row_active = np.zeros(batch, dtype=bool)
@@ -419,8 +418,9 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
         rows = _to_device(row_slot, torch.long, self._device)
         host_slots = np.asarray(slot_list)
         probs = self._sampling.probabilities(logits, rows, host_slots) if self._sampling.sampled[host_slots].any() else None
-        self._core.step(logits, rows, _to_device(row_active, torch.bool, self._device), tokens_dev[-1],
-                        committed_dev[-1], commit_slot=slots, probs=probs)
+        self._core.step(logits, rows, _to_device(row_active, torch.bool, self._device),
+                        _to_device(tokens[-1], torch.long, self._device),
+                        _to_device(committed[-1], torch.bool, self._device), commit_slot=slots, probs=probs)
         return logits
 
     # -- both runners: V1 calls apply(logits), Model Runner V2 calls apply(logits, ctx) --------------------
