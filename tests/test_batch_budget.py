@@ -316,7 +316,9 @@ def _continuation(core: BatchBudget, slot: torch.Tensor, markers: list[MarkerTok
     for r in range(slot.shape[0]):
         s = int(slot[r])
         queued = int(st.qpos[r]) < int(st.qlen[r])
-        run = (core.seqs[s, int(st.qseq[r]), int(st.qpos[r]):int(st.qlen[r])].tolist(), int(st.qkind[r])) if queued else None
+        run = None
+        if queued:
+            run = (core.seqs[s, int(st.qseq[r]), int(st.qpos[r]):int(st.qlen[r])].tolist(), int(st.qkind[r]))
         reach = max(len(markers[r].think_start), len(markers[r].think_end))
         out.append((run, st.tail[r, -reach:].tolist(), *(int(getattr(st, f)[r]) for f in (
             "phase", "thinking", "answer", "waits", "capped", "finished", "n_gen", "round"))))

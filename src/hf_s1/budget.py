@@ -366,7 +366,7 @@ class TrackerSnapshot:
 
     phase: int  # 0: before thinking (the start marker is being forced), 1: thinking, 2: answer, 3: done
     queued: tuple[int, ...]  # the rest of the forced run being written, first id first (empty: nothing forced)
-    queued_kind: TokenKind | None  # what those ids are (one kind per run)
+    queued_kind: TokenKind | None  # what those ids are (one kind per run; None when nothing is queued)
     tail: tuple[int, ...]  # the last tokens seen, prompt included, as many as the longest marker has
     round: int  # s1 profile: model tokens since thinking began or since the last extrapolation
     generated: int  # tokens observed since start()
@@ -462,8 +462,9 @@ class BudgetTracker:
         here (`BatchBudget.resume` writes it into a slot instead of stepping the device once per token)."""
         queued = tuple(t for t, _ in self._queue)
         kinds = {k for _, k in self._queue}
-        return TrackerSnapshot(phase=self._phase.value, queued=queued, queued_kind=kinds.pop() if len(kinds) == 1 else None,
-                               tail=tuple(self._tail), round=self._round, generated=self.num_generated)
+        return TrackerSnapshot(phase=self._phase.value, queued=queued,
+                               queued_kind=kinds.pop() if len(kinds) == 1 else None, tail=tuple(self._tail),
+                               round=self._round, generated=self.num_generated)
 
     def start(self, prompt_ids: Iterable[int]) -> None:
         """Read the prompt: thinking has begun if it holds a start marker with no end marker after it."""

@@ -438,7 +438,7 @@ class BatchBudget:
         rows: dict[str, list] = {f.name: [] for f in fields(_State)}
         for slot, tracker in zip(slots, trackers):
             snap, stats = tracker.snapshot(), tracker.stats
-            qseq, qpos, qlen = self._queued_run(slot, snap.queued)
+            qseq, qpos, qlen = self._queued_run(slot, snap.queued, snap.queued_kind)
             values = dict(phase=snap.phase, qseq=qseq, qpos=qpos, qlen=qlen,
                           qkind=MARKER if snap.queued_kind is None else KINDS.index(snap.queued_kind),
                           tail=[-1] * (t - len(snap.tail[-t:])) + list(snap.tail[-t:]), thinking=stats.thinking_tokens,
@@ -453,10 +453,12 @@ class BatchBudget:
         self.state.put_(idx, st)
         self.pending_base[idx] = -1
 
-    def _queued_run(self, slot: int, queued: tuple[int, ...]) -> tuple[int, int, int]:
+    def _queued_run(self, slot: int, queued: tuple[int, ...], kind: TokenKind | None) -> tuple[int, int, int]:
         """(sequence row, position, length) of the slot's forced sequence whose rest is `queued`."""
         if not queued:
             return 0, 0, 0
+        if kind is None:
+            raise RuntimeError(f"slot {slot}: the queued run {queued} mixes token kinds")
         for row, seq in enumerate(self._seq_rows[slot]):
             start = len(seq) - len(queued)
             if start >= 0 and seq[start:] == queued:
