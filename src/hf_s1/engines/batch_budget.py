@@ -446,8 +446,7 @@ class BatchBudget:
                           finished=stats.finished, n_gen=snap.generated, round=snap.round)
             for name, value in values.items():
                 rows[name].append(value)
-        like = self.state
-        st = _State(*(torch.tensor(rows[f.name], dtype=getattr(like, f.name).dtype).to(self.device)
+        st = _State(*(torch.tensor(rows[f.name], dtype=getattr(self.state, f.name).dtype).to(self.device)
                       for f in fields(_State)))
         idx = torch.tensor(list(slots), dtype=torch.long, device=self.device)
         self.state.put_(idx, st)
@@ -739,11 +738,8 @@ class BatchBudget:
 
     def _step_drafts_from_table(self, logits, slot, active, level, draft, table, offset, end, committed, commit_slot,
                                 probs):
-        end = end[commit_slot].long()
         for _ in range(1 + self.lookahead):
-            position = offset[commit_slot] + self.state.n_gen[commit_slot]
-            token = table[commit_slot, position.clamp(max=table.shape[1] - 1)]
-            self._commit(commit_slot, token, committed & (position < end), False)
+            self._commit(commit_slot, *self._next_from_table(table, offset, end, committed, commit_slot), False)
         working = self.state.index(slot)
         top = logits.max(dim=-1)
         previous_row = (torch.arange(slot.shape[0], device=slot.device) - 1).clamp(min=0)
@@ -757,10 +753,14 @@ class BatchBudget:
 
     def _step_from_table(self, logits, slot, active, table, offset, end, committed, commit_slot, probs,
                          commit_whole: bool, whole: bool):
-        position = offset[commit_slot] + self.state.n_gen[commit_slot]
-        committed = committed & (position < end[commit_slot].long())
-        token = table[commit_slot, position.clamp(max=table.shape[1] - 1)]
+        token, committed = self._next_from_table(table, offset, end, committed, commit_slot)
         return self._step(logits, slot, active, token, committed, commit_slot, probs, None, None, commit_whole, whole)
+
+    def _next_from_table(self, table, offset, end, committed, commit_slot):
+        """Each request's next uncommitted token in the engine's id table, and whether it is there to commit."""
+        position = offset[commit_slot] + self.state.n_gen[commit_slot]
+        token = table[commit_slot, position.clamp(max=table.shape[1] - 1)]
+        return token, committed & (position < end[commit_slot].long())
 
     def _step(self, logits, slot, active, token, committed, commit_slot, probs, uniform, allowed, commit_whole: bool,
               whole: bool):

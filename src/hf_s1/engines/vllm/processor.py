@@ -347,15 +347,16 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
             entering.append((slot, list(prompt_ids or [])))
         if entering:
             self._flush()
-            fresh = [(s, p) for s, p in entering if not self._known_output(s)]
-            back = [(s, p) for s, p in entering if self._known_output(s)]
+            known = {s: self._known_output(s) for s, _ in entering}
+            fresh = [(s, p) for s, p in entering if not known[s]]
+            back = [(s, p) for s, p in entering if known[s]]
             if fresh:
                 width = max(1, max(len(p) for _, p in fresh))
                 prompts = [[-1] * (width - len(p)) + p for _, p in fresh]
                 self._core.start([s for s, _ in fresh], torch.tensor(prompts, device=self._device),
                                  torch.tensor([len(p) for _, p in fresh], device=self._device))
             if back:  # a preempted request re-added with its output: replayed on the host, not step by step
-                outputs = [self._outputs[s][: self._known_output(s)] for s, _ in back]
+                outputs = [self._outputs[s][: known[s]] for s, _ in back]
                 self._core.resume([s for s, _ in back], [p for _, p in back], outputs,
                                   [self._resume_logs.pop(s, None) for s, _ in back])
                 for (s, _), out in zip(back, outputs):
