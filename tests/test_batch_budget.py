@@ -31,7 +31,10 @@ def _markers(rng: random.Random) -> MarkerTokens:
     shape = rng.choice(shapes)
     stops = tuple(rng.sample([0, 1, 2], rng.randint(1, 3)))
     ends_nl = frozenset({6} | set(rng.sample(range(10, VOCAB), 5)))
-    return MarkerTokens(**shape, stop_ids=stops, ends_with_before_end=ends_nl, encode=lambda s: list(WORDS[s]))
+    # Turn ends beyond the stops: an end-of-turn token a marker holds (gpt-oss's `<|end|>` opens its end marker).
+    turns = rng.choice([(), (shape["think_end"][0],), (15,)])
+    return MarkerTokens(**shape, stop_ids=stops, ends_with_before_end=ends_nl, encode=lambda s: list(WORDS[s]),
+                        turn_ends=turns)
 
 
 def _budget(rng: random.Random) -> ThinkingBudget:
@@ -49,13 +52,18 @@ def _budget(rng: random.Random) -> ThinkingBudget:
 
 def _prompt(rng: random.Random, m: MarkerTokens) -> list[int]:
     text = [rng.randrange(10, 30) for _ in range(rng.randint(0, 5))]
-    kind = rng.randrange(5)
+    if rng.random() < 0.4:  # earlier turns, whose markers (open, closed, or a user's own text) never decide
+        earlier = rng.choice([list(m.think_start) + [13], list(m.think_start) + [11] + list(m.think_end), [14]])
+        text = earlier + [rng.choice(m.turn_ends)] + text
+    kind = rng.randrange(6)
     if kind == 0:
         return text + list(m.think_start)  # ends with the start marker: thinking has begun
     if kind == 1:
         return text + list(m.think_start[: rng.randint(1, len(m.think_start))])  # half-way into it
     if kind == 2:
-        return text + list(m.think_start) + [11] + list(m.think_end) + [12]  # a closed block: start again
+        return text + list(m.think_start) + [11] + list(m.think_end) + [12]  # closed in this turn: the answer
+    if kind == 5:
+        return text + list(m.think_end)  # closed by the end marker alone (thinking switched off)
     if kind == 3:
         return text + list(m.think_start) + [13, 14]  # open, with thoughts already
     return text

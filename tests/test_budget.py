@@ -189,9 +189,20 @@ def test_prompt_without_start_marker_gets_it_and_partial_marker_is_completed():
     assert out[:2] == [S, THINK] and t.kinds[:2] == [TokenKind.MARKER] * 2
     out, t = drive(ThinkingBudget(max_thinking_tokens=1), [X] * 10, prompt=[X, S])
     assert out[0] == THINK and t.stats.thinking_tokens == 1
-    # A closed thinking block in the prompt (an earlier turn) does not count as open.
-    out, t = drive(ThinkingBudget(max_thinking_tokens=1), [X] * 10, prompt=[S, THINK, X, S, ANSWER, X])
-    assert out[:2] == [S, THINK]
+    # A thinking block of an earlier turn (closed or left open, then the turn's end) does not decide.
+    for earlier in ([S, THINK, X, S, ANSWER, X], [S, THINK, X]):
+        out, t = drive(ThinkingBudget(max_thinking_tokens=1), [X] * 10, prompt=[*earlier, EOS, Y])
+        assert out[:2] == [S, THINK]
+
+
+def test_prompt_that_closes_thinking_is_answered_without_thinking():
+    # A template that switched thinking off ends its generation prompt with a closed block: never re-opened.
+    out, t = drive(ThinkingBudget(max_thinking_tokens=4), [X] * 6, prompt=[X, EOS, Y, S, THINK, NL, S, ANSWER, NL])
+    assert out[:6] == [X] * 6 and set(t.kinds[:6]) == {TokenKind.ANSWER}
+    assert t.stats.thinking_tokens == 0 and not t.stats.thinking_started and not t.stats.capped
+    # Only the end marker (DeepSeek-V3.1's `</think>` with thinking off) closes it as well.
+    out, t = drive(ThinkingBudget(max_thinking_tokens=4), [X] * 3, prompt=[X, EOS, Y, S, ANSWER])
+    assert t.kinds[:3] == [TokenKind.ANSWER] * 3
 
 
 def test_cut_skips_the_newline_when_thinking_already_ends_with_one():

@@ -2,7 +2,7 @@
 
 from .budget import BudgetStats, BudgetTracker, ThinkingBudget, TokenKind
 from .errors import BudgetError, DataError, EvalError, HfS1Error
-from .formats import R1_FORMAT, S1_FORMAT, ThinkFormat, detect_format, get_format
+from .formats import R1_FORMAT, S1_FORMAT, ThinkFormat, detect_format, get_format, resolve_format
 from .models import default_model_path, load_default_model, load_model
 from .results import BudgetedGeneration
 
@@ -22,6 +22,7 @@ __all__ = [
     "R1_FORMAT",
     "detect_format",
     "get_format",
+    "resolve_format",
     "BudgetedGeneration",
     "default_model_path",
     "load_default_model",

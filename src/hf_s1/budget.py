@@ -41,6 +41,8 @@ __all__ = [
     "Action",
     "BudgetStats",
     "BudgetTracker",
+    "PromptState",
+    "read_prompt",
     "DEFAULT_ALLOWANCE",
     "generation_allowance",
     "answer_allowance",
@@ -247,6 +249,8 @@ class MarkerTokens:
         stop_ids: end-of-sequence / end-of-turn ids; the first is the one forced to end an answer.
         ends_with_before_end: ids whose text already ends with `before_end` (so the cut skips it).
         encode: text -> ids without special tokens, for the budget's own strings.
+        turn_ends: ids that close a chat turn when the prompt is read (`BudgetTracker.start`): the stop ids and
+            end-of-turn tokens a marker holds. Default: the stop ids.
     """
 
     think_start: tuple[int, ...]
@@ -256,10 +260,12 @@ class MarkerTokens:
     stop_ids: tuple[int, ...]
     ends_with_before_end: frozenset[int]
     encode: Callable[[str], Sequence[int]] = field(repr=False, compare=False)
+    turn_ends: tuple[int, ...] = ()
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop_set", frozenset(self.stop_ids))
+        object.__setattr__(self, "turn_ends", tuple(dict.fromkeys((*self.stop_ids, *self.turn_ends))))
         if not self.think_start or not self.think_end:
             raise BudgetError("think markers must be non-empty token sequences.")
         if not self.stop_ids:
@@ -467,7 +473,10 @@ class BudgetTracker:
                                round=self._round, generated=self.num_generated)
 
     def start(self, prompt_ids: Iterable[int]) -> None:
-        """Read the prompt: thinking has begun if it holds a start marker with no end marker after it."""
+        """Read the prompt (`read_prompt`): thinking has begun when its last turn holds an open start marker;
+        thinking is over, and the answer begins, when its last turn holds an end marker after any start marker
+        (a template that switched thinking off): it is never re-opened. Otherwise the start marker is written
+        (completed when the prompt ends half-way into it)."""
         if self._started:
             raise RuntimeError("BudgetTracker.start() called twice; call reset() first.")
         self._started = True
@@ -475,13 +484,15 @@ class BudgetTracker:
         self._prompt_tail = prompt[-self._tail_len :]
         self._tail.extend(self._prompt_tail)
         self._last_token = prompt[-1] if prompt else None
-        start_at = _rfind(prompt, self.markers.think_start)
-        if start_at >= 0 and _rfind(prompt, self.markers.think_end, start_at) < 0:
+        state = read_prompt(prompt, self.markers)
+        if state == "open":
             self._begin_thinking()
-            return
-        # Otherwise write the start marker ourselves, completing it if the prompt ends half-way into it.
-        done = _overlap(prompt, self.markers.think_start)
-        self._queue.extend((t, TokenKind.MARKER) for t in self.markers.think_start[done:])
+        elif state == "closed":
+            self._phase = _Phase.ANSWER
+            self.stats.answer_span = (0, 0)
+        else:
+            done = _overlap(prompt, self.markers.think_start)
+            self._queue.extend((t, TokenKind.MARKER) for t in self.markers.think_start[done:])
 
     # -- decisions -------------------------------------------------------------------------------
 
@@ -750,6 +761,46 @@ def _overlap(seq: Sequence[int], marker: Sequence[int]) -> int:
         if tuple(seq[-k:]) == tuple(marker[:k]):
             return k
     return 0
+
+
+PromptState = Literal["open", "closed", "absent"]
+
+
+def read_prompt(prompt_ids: Sequence[int], markers: MarkerTokens) -> PromptState:
+    """Whether a prompt leaves thinking open, closed or not begun, read from its last turn only.
+
+    The last turn is what follows the last turn-end token (`MarkerTokens.turn_ends`; one inside the last end
+    marker, as gpt-oss's `<|end|>`, is part of the marker). Within it:
+
+    - `"open"`: a start marker with no end marker after it (a template that opens thinking, `<think>\\n`);
+    - `"closed"`: an end marker after any start marker (a template that switched thinking off, Qwen3's
+      `<think>\\n\\n</think>\\n\\n`, DeepSeek-V3.1's `</think>`): the answer begins; thinking is not re-opened;
+    - `"absent"`: neither; the start marker is to be written.
+
+    Markers in earlier turns (a user's own text, an earlier assistant's thinking) never decide.
+
+    ```python
+    >>> from hf_s1.budget import MarkerTokens, read_prompt
+    >>> m = MarkerTokens(think_start=(5,), think_end=(6,), before_end=(), after_end=(), stop_ids=(0,),
+    ...     ends_with_before_end=frozenset(), encode=list)
+    >>> read_prompt([1, 5, 7, 0, 2], m), read_prompt([1, 2, 5], m), read_prompt([1, 2, 5, 6], m)
+    ('absent', 'open', 'closed')
+
+    ```
+    """
+    prompt = [int(t) for t in prompt_ids]
+    end = markers.think_end
+    end_at = _rfind(prompt, end)
+    turns = set(markers.turn_ends)
+    turn = max((i for i, t in enumerate(prompt) if t in turns and not (0 <= end_at <= i < end_at + len(end))),
+               default=-1) + 1
+    start_at = _rfind(prompt, markers.think_start, turn)
+    end_at = end_at if end_at >= turn else -1
+    if start_at >= 0 and end_at < start_at:
+        return "open"
+    if end_at >= 0:
+        return "closed"
+    return "absent"
 
 
 # ---- budgets in: coercion, validation, description ---------------------------------------------------

@@ -92,7 +92,8 @@ def _generate(args: argparse.Namespace) -> int:
     from .engines.base import load_engine
 
     engine = load_engine(model_args.engine, model_args.model, batch_size=model_args.batch_size,
-                         think_format=model_args.format, system_prompt=model_args.system_prompt)
+                         think_format=model_args.format, system_prompt=model_args.system_prompt,
+                         chat_template_kwargs=model_args.template_kwargs())
     results = engine.generate(args.prompts, budget, seed=model_args.seed, max_new_tokens=budget_args.max_new_tokens,
                               **sampling)
     for r in results:

@@ -158,13 +158,31 @@ class BudgetArguments:
 class ModelArguments:
     """Which model runs, on which engine, with which prompt format (`generate` and `eval`)."""
 
+    def template_kwargs(self) -> dict[str, Any] | None:
+        """`chat_template_kwargs` read from its JSON; a `BudgetError` naming the flag when it is not an object."""
+        if self.chat_template_kwargs is None:
+            return None
+        import json
+
+        try:
+            value = json.loads(self.chat_template_kwargs)
+        except ValueError as exc:
+            raise BudgetError(f"--chat-template-kwargs {self.chat_template_kwargs!r} is not JSON ({exc}); give an "
+                              'object, e.g. \'{"enable_thinking": false}\'.') from None
+        from .prompts import check_template_kwargs
+
+        return check_template_kwargs(value)
+
     _argument_group_name = "model"
 
     model: Optional[str] = field(default=None, metadata={
         "help": "Hub id or local folder; None: the embedded SmolLM2-135M-Instruct"})
     engine: str = field(default="transformers", metadata={"choices": ENGINES, "help": "engine"})
-    format: Optional[Literal["s1", "r1"]] = field(default=None, metadata={
-        "help": "think format; None: detected from the chat template"})
+    format: Optional[str] = field(default=None, metadata={
+        "help": "think format: a preset name (s1, r1, qwen3, gpt-oss, magistral, seed-oss, ...: docs/formats.md); "
+                "None: read from the model"})
+    chat_template_kwargs: Optional[str] = field(default=None, metadata={
+        "help": 'keywords for the chat template, a JSON object, e.g. \'{"enable_thinking": false}\''})
     system_prompt: Optional[str] = field(default=None, metadata={"help": "system message; None: the chat template's"})
     batch_size: int = field(default=8, metadata={"help": "prompts per engine call"})
     seed: int = field(default=0, metadata={"help": "random seed"})

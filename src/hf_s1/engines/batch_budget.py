@@ -364,8 +364,8 @@ class BatchBudget:
     # ---- start (BudgetTracker.start) --------------------------------------------------------------------------
 
     def start(self, slots: Sequence[int], prompts: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
-        """Read each slot's prompt: thinking has begun if it holds a start marker with no end marker after it;
-        otherwise the start marker is queued (completed when the prompt ends half-way into it).
+        """Read each slot's prompt as `budget.read_prompt` does: thinking open, closed (the answer begins) or not
+        begun (the start marker is queued, completed when the prompt ends half-way into it).
 
         Args:
             slots: host list of slot indices, one per prompt row.
@@ -380,6 +380,7 @@ class BatchBudget:
             prompts = torch.where(cols >= (width - lengths.to(self.device).view(-1, 1)), prompts, -1)
         st = self._empty_state(n)
         thinking = torch.zeros(n, dtype=torch.bool, device=self.device)
+        closed = torch.zeros(n, dtype=torch.bool, device=self.device)
         done = torch.zeros(n, dtype=torch.long, device=self.device)
         by_markers: dict[MarkerTokens, list[int]] = {}
         for i, s in enumerate(slots):
@@ -389,9 +390,18 @@ class BatchBudget:
             p = prompts[r]
             start = torch.tensor(markers.think_start, device=self.device)
             end = torch.tensor(markers.think_end, device=self.device)
-            last_start = _last_match(p, start)
+            # budget.read_prompt: only the last turn counts (a turn-end inside the last end marker is the marker's)
             last_end = _last_match(p, end)
+            cols = torch.arange(width, device=self.device)
+            in_end = (last_end[:, None] >= 0) & (cols >= last_end[:, None]) & (cols < last_end[:, None] + len(end))
+            turn_ids = torch.tensor(markers.turn_ends, device=self.device)
+            is_turn = (p[:, :, None] == turn_ids).any(dim=2) & ~in_end
+            turn = torch.where(is_turn, cols, -1).max(dim=1).values + 1
+            last_start = _last_match(p, start)
+            last_start = torch.where(last_start >= turn, last_start, -1)
+            last_end = torch.where(last_end >= turn, last_end, -1)
             thinking[r] = (last_start >= 0) & (last_end < last_start)
+            closed[r] = (last_end >= 0) & ~thinking[r]
             k_done = torch.zeros(len(rows), dtype=torch.long, device=self.device)
             for k in range(1, min(len(start) - 1, width) + 1):  # longest proper prefix the prompt ends with
                 k_done = torch.where((p[:, width - k:] == start[:k]).all(dim=1), k, k_done)
@@ -400,10 +410,10 @@ class BatchBudget:
         tail = prompts[:, -t:] if width >= t else torch.cat(
             [torch.full((n, t - width), -1, dtype=torch.long, device=self.device), prompts], dim=1)
         st.tail = tail
-        st.phase = torch.where(thinking, THINKING, BEFORE)
+        st.phase = torch.where(thinking, THINKING, torch.where(closed, ANSWER, BEFORE))
         st.qseq = torch.full((n,), SEQ_START, dtype=torch.long, device=self.device)
-        st.qpos = torch.where(thinking, 0, done)
-        st.qlen = torch.where(thinking, 0, self.lens[idx, SEQ_START])
+        st.qpos = torch.where(thinking | closed, 0, done)
+        st.qlen = torch.where(thinking | closed, 0, self.lens[idx, SEQ_START])
         st.qkind = torch.full((n,), MARKER, dtype=torch.long, device=self.device)
         self.state.put_(idx, st)
         self.pending_base[idx] = -1

@@ -341,6 +341,7 @@ def generate_with_budget(
     think_format: str | ThinkFormat | None = None,
     system_prompt: str | None = None,
     chat_template: bool = True,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
     batch_size: int = 8,
     max_new_tokens: int | None = None,
     do_sample: bool = False,
@@ -359,9 +360,13 @@ def generate_with_budget(
         tokenizer: its tokenizer (left padding is set for the call).
         prompts: a question, a chat (list of messages), or a list of either.
         budget: one `ThinkingBudget` (or dict) for all prompts, or one per prompt.
-        think_format: `"s1"`, `"r1"`, a `ThinkFormat`, or detected from the chat template.
+        think_format: a preset name (`"s1"`, `"qwen3"`, `"gpt-oss"`, ...: `hf_s1.formats.PRESETS`), a
+            `ThinkFormat`, or None: read from the model (`hf_s1.formats.resolve_format`; an error when it cannot be).
         system_prompt: prepended as a system message when a prompt has none.
         chat_template: `False` uses prompts as plain text followed by the think-start marker.
+        chat_template_kwargs: keywords for the chat template (`{"enable_thinking": False}`, `reasoning_effort`,
+            ...), as `apply_chat_template` takes them. A prompt the template renders with thinking switched off is
+            answered without thinking (`thinking_tokens == 0`), never re-opened.
         batch_size: prompts per `generate` call.
         max_new_tokens: per-batch token limit; by default what the budget needs (start marker + thinking cap +
             cut + answer allowance), or the rest of the context without a cap. Rows that hit it report
@@ -392,7 +397,7 @@ def generate_with_budget(
     ```
     """
     req = prepare_requests(tokenizer, prompts, budget, think_format=think_format, system_prompt=system_prompt,
-                           chat_template=chat_template)
+                           chat_template=chat_template, chat_template_kwargs=chat_template_kwargs)
     context = context_length(model)
     limits = req.token_limits(context, max_new_tokens)  # resolves "auto" budgets for the whole call
     prompt_list, texts, budgets, fmt, markers = req.prompts, req.texts, req.budgets, req.think_format, req.markers
@@ -735,7 +740,8 @@ def s1_reference_generate(model: Any, tokenizer: Any, prompts: Sequence[Prompt],
                           answer_tokens: int = 512, **request: Any) -> list[BudgetedGeneration]:
     """Budget forcing the way s1's reference runs it: one prompt at a time, one greedy `generate` call per
     round, each re-reading prompt + thinking. For comparison and benchmarks only; greedy decoding yields the
-    same token ids as `generate_with_budget`. `request`: `think_format`, `system_prompt`, `chat_template`, as in
+    same token ids as `generate_with_budget`. `request`: `think_format`, `system_prompt`, `chat_template`,
+    `chat_template_kwargs`, as in
     `generate_with_budget` (`hf_s1.prompts.prepare_requests`)."""
     from ..reference import s1_loop_result
 

@@ -88,7 +88,7 @@ def _eval(args: argparse.Namespace) -> int:
         pass_at_1=ev.pass_at_1, pass_at_1_temperature=ev.pass_at_1_temperature, pass_at_1_top_p=ev.pass_at_1_top_p,
     )
     engine = load_engine(model.engine, model.model, batch_size=model.batch_size, think_format=model.format,
-                         system_prompt=model.system_prompt)
+                         system_prompt=model.system_prompt, chat_template_kwargs=model.template_kwargs())
     path = run_sweep(engine, bench, runs, ev.out, batch_size=model.batch_size, seed=model.seed,
                      model=model.model, progress=not ev.no_progress, save_text=ev.save_text)
     print(f"samples: {path}")

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..errors import BudgetError, EvalError
 from ..formats import get_format, marker_tokens
+from ..prompts import check_template_kwargs
 from .gen_kwargs import from_gen_kwargs
 
 try:
@@ -48,8 +49,10 @@ class HfS1LM(LM):
     Args:
         pretrained: a Hub id or local folder; by default the embedded SmolLM2-135M-Instruct.
         engine: `"transformers"` or `"vllm"`.
-        think_format: `"s1"` or `"r1"` when a request names neither (s1's `thinking_start` / `thinking_end`
-            pick it otherwise); by default detected from the tokenizer.
+        think_format: a preset name (`hf_s1.formats.PRESETS`) when a request names none (s1's `thinking_start` /
+            `thinking_end` pick it otherwise); by default read from the model (`hf_s1.formats.resolve_format`).
+        chat_template_kwargs: keywords for the chat template on lm-eval's `--apply_chat_template` path, a mapping
+            or its JSON object (`chat_template_kwargs='{"enable_thinking":false}'`).
         batch_size: transformers: prompts per `generate` call (`"auto"`: 8); vLLM schedules its own batches.
         max_model_len, dtype, ...: any other argument goes to `hf_s1.engines.vllm.load_llm` (vLLM only).
 
@@ -65,7 +68,7 @@ class HfS1LM(LM):
 
     def __init__(self, pretrained: str | None = None, engine: str = "transformers", think_format: str | None = None,
                  batch_size: int | str | None = None, max_batch_size: Any = None, device: Any = None,
-                 **llm_kwargs: Any) -> None:
+                 chat_template_kwargs: Any = None, **llm_kwargs: Any) -> None:
         super().__init__()
         from ..engines.base import ENGINES, load_engine
 
@@ -78,6 +81,13 @@ class HfS1LM(LM):
         self.tokenizer = self.engine.tokenizer
         self._name = str(pretrained or "embedded-smollm2")
         self._format = get_format(think_format, self.tokenizer)
+        if isinstance(chat_template_kwargs, str):
+            try:
+                chat_template_kwargs = json.loads(chat_template_kwargs)
+            except ValueError:
+                raise EvalError(f"model_args chat_template_kwargs={chat_template_kwargs!r}: give a JSON object, e.g. "
+                                '\'{"enable_thinking":false}\'.') from None
+        self._template_kwargs = check_template_kwargs(chat_template_kwargs)
 
     # -- what lm-eval asks of a model ----------------------------------------------------------------------------
 
@@ -90,7 +100,7 @@ class HfS1LM(LM):
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         return self.tokenizer.apply_chat_template(chat_history, tokenize=False,
-                                                  add_generation_prompt=add_generation_prompt)
+                                                  add_generation_prompt=add_generation_prompt, **self._template_kwargs)
 
     def loglikelihood(self, requests: Sequence[Any]) -> list[tuple[float, bool]]:
         raise EvalError("hf-s1's lm-eval backend generates (generate_until tasks such as aime24, math500, gpqa "

@@ -32,7 +32,8 @@ def _budget_flags(p: argparse.ArgumentParser) -> None:
                    help='written after the cut ("Final Answer:")')
     g.add_argument("--max_answer_tokens", "--max-answer-tokens", "--max-answer",
                    dest="max_answer", type=int, default=None, help="cap on answer tokens")
-    g.add_argument("--format", dest="think_format", choices=["s1", "r1"], default=None, help="the model's think format")
+    g.add_argument("--format", dest="think_format", default=None,
+                   help="the model's think format: a preset name (docs/formats.md); default: read from the model")
 
 
 def _policy_from(args: argparse.Namespace) -> BudgetPolicy | None:

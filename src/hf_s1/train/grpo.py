@@ -200,7 +200,7 @@ class GRPOBudgetArguments(_script_arguments()):
         max_train_samples: train on the first N rows only (smoke runs).
         max_thinking_tokens / min_thinking_tokens / num_waits / max_answer_tokens / profile: the rollouts'
             `ThinkingBudget`.
-        think_format: `"s1"` or `"r1"`.
+        think_format: a preset name (`hf_s1.formats.PRESETS`), or None: read from the model.
         continuous_batching: roll out on transformers' continuous batching.
         mask_forced: leave forced tokens out of the policy loss.
         system_prompt: system message of every prompt.
@@ -212,7 +212,7 @@ class GRPOBudgetArguments(_script_arguments()):
     num_waits: int = 0
     max_answer_tokens: int | None = 32
     profile: str = "hf-s1"
-    think_format: str = "s1"
+    think_format: str | None = None
     continuous_batching: bool = False
     mask_forced: bool = True
     system_prompt: str | None = None

@@ -12,6 +12,7 @@ from trl import ScriptArguments  # the `train` extra; this module is the TRL rec
 
 from ..data.formatting import format_s1k
 from ..data.loading import DataError, load_s1k
+from ..errors import HfS1Error
 from .chat_template import training_chat_template
 
 __all__ = ["EMBEDDED_MODEL", "EMBEDDED_BASE_MODEL", "S1KScriptArguments", "StopAfterStepsCallback",
@@ -38,7 +39,8 @@ class S1KScriptArguments(ScriptArguments):
         dataset_test_split / ignore_bias_buffers: TRL's fields, unused by this recipe (it has no eval set).
         dataset_streaming: must stay False: the rows are formatted and selected in memory (s1K has 1,000 rows).
         trace: trace columns: `"s1k"`, `"gemini"`, `"deepseek"`, or None to detect from the columns.
-        think_format: `"s1"` or `"r1"`: the markers the trained model writes (budget forcing needs the same).
+        think_format: a preset name (`"s1"`, `"r1"`, `"qwen3"`, ...: `hf_s1.formats.PRESETS`): the markers the
+            trained model writes (budget forcing reads the same from the model).
         system_prompt: system message of every example; None keeps the chat template's default.
         max_train_samples: train on the first N rows only (smoke runs).
         resume: continue from the last checkpoint in `output_dir` when there is one.
@@ -63,7 +65,7 @@ class S1KScriptArguments(ScriptArguments):
     dataset_name: str | None = field(default="s1k",
                                      metadata={"help": "s1k, s1k-1.1, a Hub id, or a local jsonl/parquet"})
     trace: str | None = field(default=None, metadata={"help": "s1k, gemini or deepseek trace columns (default: detect)"})
-    think_format: str = field(default="s1", metadata={"help": "s1 or r1 think markers"})
+    think_format: str = field(default="s1", metadata={"help": "think markers: a preset name (s1, r1, qwen3, ...)"})
     system_prompt: str | None = field(default=None, metadata={"help": "system message (default: the template's)"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N rows"})
     resume: bool = field(default=True, metadata={"help": "resume from the last checkpoint in output_dir"})
@@ -76,8 +78,12 @@ class S1KScriptArguments(ScriptArguments):
             super().__post_init__()
         if not self.dataset_name:
             raise DataError("set dataset_name: s1k, s1k-1.1, a Hub data set id or a local .jsonl/.parquet path.")
-        if self.think_format not in ("s1", "r1"):
-            raise DataError(f"think_format must be 's1' or 'r1', got {self.think_format!r}.")
+        from ..formats import get_format
+
+        try:
+            get_format(self.think_format)
+        except HfS1Error as exc:
+            raise DataError(f"think_format: {exc}") from None
         if self.dataset_streaming:
             raise DataError("dataset_streaming is not supported by the s1K recipe (rows are formatted in memory); "
                             "set it to false.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -92,6 +92,7 @@ def generate_with_budget(
     think_format: str | ThinkFormat | None = None,
     system_prompt: str | None = None,
     chat_template: bool = True,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
     max_new_tokens: int | None = None,
     do_sample: bool = False,
     temperature: float = 1.0,
@@ -116,8 +117,10 @@ def generate_with_budget(
         llm: a `vllm.LLM` built with `logits_processors=[BudgetForcingLogitsProcessor]`.
         prompts: a question, a chat (list of messages), or a list of either.
         budget: one `ThinkingBudget` (or dict) for all prompts, or one per prompt.
-        think_format: `"s1"`, `"r1"`, a preset `ThinkFormat`, or detected from the chat template.
+        think_format: a preset name, a `ThinkFormat`, or None: read from the model (`hf_s1.formats.resolve_format`).
+            Each request carries the format's fields (`extra_args[FORMAT_KEY]`).
         system_prompt: prepended as a system message when a prompt has none.
+        chat_template_kwargs: keywords for the chat template (`{"enable_thinking": False}`, ...).
         chat_template: `False` uses prompts as plain text followed by the think-start marker.
         max_new_tokens: token limit per row; by default what each row's budget needs (start marker + thinking cap
             + cut + answer allowance), or the rest of the context without a cap.
@@ -152,9 +155,7 @@ def generate_with_budget(
         raise BudgetError("generate_with_budget sets extra_args itself: pass the budget as `budget`.")
     prompt_list, tokenizer, fmt, markers, budgets, prompt_ids, limits = _prepare(
         llm, prompts, budget, think_format=think_format, system_prompt=system_prompt, chat_template=chat_template,
-        max_new_tokens=max_new_tokens)
-    if fmt.name not in ("s1", "r1"):
-        raise BudgetError(f"the vLLM engine takes the preset formats 's1' or 'r1' (per-request key {FORMAT_KEY!r}), got {fmt.name!r}.")
+        chat_template_kwargs=chat_template_kwargs, max_new_tokens=max_new_tokens)
     context = getattr(config, "max_model_len", None)
     settings = dict(temperature=temperature if do_sample else 0.0, top_p=top_p if do_sample else 1.0,
                     top_k=top_k if do_sample else 0, min_p=(min_p or 0.0) if do_sample else 0.0, seed=seed,
@@ -166,7 +167,7 @@ def generate_with_budget(
     requests, params = [], []  # n > 1: one request per sample, so that each has its own injection log
     for i, (ids, b, limit) in enumerate(zip(prompt_ids, budgets, limits)):
         for k in range(n):
-            extra = {BUDGET_KEY: b.to_dict(), FORMAT_KEY: fmt.name, RESUME_KEY: True, LOG_KEY: f"{call}-{i}-{k}"}
+            extra = {BUDGET_KEY: b.to_dict(), FORMAT_KEY: fmt.to_dict(), RESUME_KEY: True, LOG_KEY: f"{call}-{i}-{k}"}
             sample = dict(settings, seed=None if seed is None else seed + k)
             params.append(SamplingParams(max_tokens=limit, extra_args=extra, **sample, **sampling_kwargs))
             requests.append(TokensPrompt(prompt_token_ids=ids))
@@ -227,7 +228,7 @@ def s1_reference_generate(llm: LLM, prompts: Union[Prompt, Sequence[Prompt]], bu
         llm: a `vllm.LLM`.
         prompts, budget: as in `generate_with_budget`.
         answer_tokens: answer allowance when the budget sets no `max_answer_tokens`.
-        request: `think_format`, `system_prompt`, `chat_template`, as in `generate_with_budget`
+        request: `think_format`, `system_prompt`, `chat_template`, `chat_template_kwargs`, as in `generate_with_budget`
             (`hf_s1.prompts.prepare_requests`).
     """
     from vllm import SamplingParams

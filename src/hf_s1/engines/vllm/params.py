@@ -4,7 +4,9 @@
   or the same as a JSON string (`vllm_xargs` values must be flat over HTTP). `{}` means the default budget
   (thinking is opened and closed properly, no bounds). Requests without the key, or with `None` / JSON `null`,
   are left untouched, unless the server sets `HF_S1_DEFAULT_THINKING_BUDGET` (a JSON budget for them).
-- `"think_format"`: `"s1"` (default) or `"r1"`; only with a budget (alone it is refused: it turns nothing on).
+- `"think_format"`: a preset name (`hf_s1.formats.PRESETS`), a mapping of `ThinkFormat` fields, or its JSON string;
+  only with a budget (alone it is refused: it turns nothing on). Without it, the engine's format applies: read once
+  from the model (`hf_s1.formats.resolve_format`, with the engine's `--reasoning-parser` when it has one).
 - `"resumes_overrun"`: `true` from a client that makes the second call the `s1` profile needs when a row's
   thinking rounds run past the cap (`generate_with_budget` does); without it such budgets are refused.
 - `"budget_log"`: a string naming the request, unique among the engine's requests, for a client that collects
@@ -29,12 +31,12 @@ __all__ = ["BUDGET_KEY", "FORMAT_KEY", "RESUME_KEY", "LOG_KEY", "DEFAULT_BUDGET_
 DEFAULT_BUDGET_ENV = "HF_S1_DEFAULT_THINKING_BUDGET"
 
 
-def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None:
+def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat | None] | None:
     """The budget and think format a request asks for, or `None` when it asks for none.
 
     Reads `params.extra_args[BUDGET_KEY]` (a mapping of `ThinkingBudget` fields or its JSON string; `{}` for the
-    defaults) and
-    `params.extra_args[FORMAT_KEY]` (`"s1"` or `"r1"`, default `"s1"`). Without a budget key, the JSON budget in
+    defaults) and `params.extra_args[FORMAT_KEY]` (a preset name, a mapping of `ThinkFormat` fields or its JSON
+    string; absent: `None`, the engine's own format). Without a budget key, the JSON budget in
     the `HF_S1_DEFAULT_THINKING_BUDGET` environment variable applies when it is set.
 
     Args:
@@ -49,8 +51,8 @@ def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None
     >>> from vllm import SamplingParams
     >>> from hf_s1.engines.vllm import budget_from_params
     >>> budget, fmt = budget_from_params(SamplingParams(extra_args={"thinking_budget": {"max_thinking_tokens": 64}}))
-    >>> budget.max_thinking_tokens, fmt.name
-    (64, 's1')
+    >>> budget.max_thinking_tokens, fmt
+    (64, None)
     >>> budget_from_params(SamplingParams(extra_args={"thinking_budget": '{"num_waits": 2}'}))[0].num_waits
     2
     >>> budget_from_params(SamplingParams()) is None
@@ -80,15 +82,14 @@ def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None
         budget = parse_budget(default, where, **rules)
         if budget is None:
             return None
-    fmt_name = extra.get(FORMAT_KEY, "s1")
-    if not isinstance(fmt_name, str):
-        raise BudgetError(f"extra_args[{FORMAT_KEY!r}] must be 's1' or 'r1', got {fmt_name!r}.")
+    fmt = None
     try:
-        fmt = get_format(fmt_name)
+        if extra.get(FORMAT_KEY) is not None:
+            fmt = get_format(_json_or_value(extra[FORMAT_KEY]))
         # What can be checked without a tokenizer is checked here, so a server's front end (which has none) refuses it.
-        budget.check_extrapolation_text((fmt.think_end, *END_OF_TURN_TEXTS))
+        budget.check_extrapolation_text(((fmt.think_end,) if fmt else ()) + END_OF_TURN_TEXTS)
     except BudgetError as exc:
-        raise BudgetError(f"{where}: {exc}") from None
+        raise BudgetError(f"{where} / extra_args[{FORMAT_KEY!r}]: {exc}") from None
     log_tag(params)
     if getattr(params, "thinking_token_budget", None) is not None:
         # vLLM's own budget runs after custom processors and would override ours: mixed, silent behaviour.
@@ -97,6 +98,19 @@ def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat] | None
             f"thinking_token_budget and put the cap in the hf-s1 budget (max_thinking_tokens)."
         )
     return budget, fmt
+
+
+def _json_or_value(value: Any) -> Any:
+    """A format as a request carries it: a JSON object string is read (`vllm_xargs` values are flat over HTTP)."""
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        import json
+
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise BudgetError(f"the think format is not valid JSON ({exc}); send a preset name or a JSON object of "
+                              f"ThinkFormat fields.") from None
+    return value
 
 
 def log_tag(params: Any) -> str | None:

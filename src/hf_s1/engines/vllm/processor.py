@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ...budget import BudgetError, validate
-from ...formats import marker_tokens
+from ...formats import get_format, marker_tokens
 from ..batch_budget import BatchBudget, SlotSpec
 from .params import budget_from_params, log_tag
 from .sampling import SamplerSettings
@@ -131,7 +131,12 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
             revision=getattr(model_config, "tokenizer_revision", None),
             trust_remote_code=bool(getattr(model_config, "trust_remote_code", False)),
         )
+        # The engine's --reasoning-parser names the model's think format (hf_s1.formats.resolve_format).
+        self._reasoning_parser = next((getattr(getattr(vllm_config, c, None), "reasoning_parser", None)
+                                       for c in ("reasoning_config", "structured_outputs_config")
+                                       if getattr(getattr(vllm_config, c, None), "reasoning_parser", None)), None)
         type(self)._validation_tokenizer = self._tokenizer
+        type(self)._validation_parser = self._reasoning_parser
         self._device = device
         self._lookahead = lookahead
         # The injection log is the processor's record of its decisions: exact telemetry for clients
@@ -160,13 +165,16 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
     # that validate_params can run the checks that need it (strings that would end the row...) from the first
     # request. Validation state only: per-request state lives on the instance.
     _validation_tokenizer: Any = None
+    _validation_parser: str | None = None
 
     @classmethod
     def validate_params(cls, sampling_params: SamplingParams) -> None:
         """Refuse a malformed budget when the request is admitted (vLLM turns the `ValueError` into HTTP 400)."""
         parsed = budget_from_params(sampling_params)
         if parsed is not None and cls._validation_tokenizer is not None:
-            validate(parsed[0], marker_tokens(cls._validation_tokenizer, parsed[1]))
+            tokenizer = cls._validation_tokenizer
+            fmt = get_format(parsed[1], tokenizer, reasoning_parser=cls._validation_parser)
+            validate(parsed[0], marker_tokens(tokenizer, fmt))
 
     def is_argmax_invariant(self) -> bool:
         """Forcing and banning tokens changes greedy picks."""
@@ -178,6 +186,8 @@ class BudgetForcingLogitsProcessor(*_BASES):  # type: ignore[misc]
             if parsed is None:
                 return None
             budget, fmt = parsed
+            # No format on the request: the engine's, read from its model (and its reasoning parser) once.
+            fmt = get_format(fmt, self._tokenizer, reasoning_parser=self._reasoning_parser)
             markers = marker_tokens(self._tokenizer, fmt)
             validate(budget, markers)  # the checks that need the tokenizer (strings that would end the row...)
         except BudgetError as exc:

@@ -1,14 +1,16 @@
-"""Think formats: the marker strings around a model's thinking, and their token ids for a tokenizer."""
+"""A think format (`ThinkFormat`): the marker strings around a model's thinking, as data, and their token ids for a
+tokenizer (`marker_tokens`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any, Union
 
-from .budget import BudgetError, MarkerTokens
+from ..budget import BudgetError, MarkerTokens
 
-__all__ = ["ThinkFormat", "S1_FORMAT", "R1_FORMAT", "FORMATS", "get_format", "detect_format", "marker_tokens"]
+__all__ = ["ThinkFormat", "END_OF_TURN_TEXTS", "marker_tokens"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,15 @@ class ThinkFormat:
         after_start: text written after `think_start` in training data.
         before_end: text the budget cut writes before `think_end` unless the thinking already ends with it.
         after_end: text the cut writes after `think_end`, before the answer prefix.
+        stop_texts: the family's own end-of-sequence tokens beyond the tokenizer's `eos_token` (gpt-oss:
+            `<|return|>`, `<|call|>`). End-of-turn tokens that occur inside a marker (gpt-oss's `<|end|>`) are never
+            end-of-sequence tokens: they still close a turn when the prompt is read.
+        switch: the chat-template keyword that turns thinking on and off (`"enable_thinking"` for Qwen3,
+            `"thinking"` for DeepSeek-V3.1), or None. A prompt rendered with thinking off ends with a closed block;
+            budget forcing never re-opens it.
+        budget_kwarg: the chat-template keyword that takes a thinking budget in tokens (Seed-OSS:
+            `"thinking_budget"`), or None. hf-s1 passes the row's `max_thinking_tokens` there unless the caller set
+            it, so the template never announces a budget other than the one enforced.
 
     Examples:
 
@@ -45,11 +56,22 @@ class ThinkFormat:
     after_start: str = "\n"
     before_end: str = "\n"
     after_end: str = "\n"
+    stop_texts: tuple[str, ...] = ()
+    switch: Union[str, None] = None
+    budget_kwarg: Union[str, None] = None
 
     def __post_init__(self) -> None:
-        for name in ("think_start", "think_end", "after_start", "before_end", "after_end"):
+        for name in ("name", "think_start", "think_end", "after_start", "before_end", "after_end"):
             if not isinstance(getattr(self, name), str):
                 raise BudgetError(f"ThinkFormat.{name} must be a string, got {getattr(self, name)!r}.")
+        stops = self.stop_texts
+        if isinstance(stops, str) or not isinstance(stops, (list, tuple)) or not all(isinstance(t, str) and t for t in stops):
+            raise BudgetError(f"ThinkFormat.stop_texts must be a list of non-empty strings, got {stops!r}.")
+        object.__setattr__(self, "stop_texts", tuple(stops))  # a JSON list back to a hashable tuple
+        for name in ("switch", "budget_kwarg"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and value.isidentifier()):
+                raise BudgetError(f"ThinkFormat.{name} must be a chat-template keyword name or None, got {value!r}.")
         if not self.think_start or not self.think_end:
             raise BudgetError("ThinkFormat needs non-empty think_start and think_end markers.")
         if self.think_start == self.think_end:
@@ -73,39 +95,11 @@ class ThinkFormat:
         """Token ids of the markers for `tokenizer` (cached per tokenizer)."""
         return marker_tokens(tokenizer, self)
 
-
-S1_FORMAT = ThinkFormat("s1", "<|im_start|>think", "<|im_start|>answer", "\n", "\n", "\n")
-R1_FORMAT = ThinkFormat("r1", "<think>", "</think>", "\n", "\n", "\n\n")
-FORMATS = {"s1": S1_FORMAT, "r1": R1_FORMAT, "qwen3": R1_FORMAT}
-
-
-def get_format(fmt: Union[str, ThinkFormat, None], tokenizer: Any = None) -> ThinkFormat:
-    """A preset by name, a `ThinkFormat` as is, or (None) the format detected from `tokenizer`."""
-    if isinstance(fmt, ThinkFormat):
-        return fmt
-    if fmt is None:
-        if tokenizer is None:
-            return S1_FORMAT
-        return detect_format(tokenizer)
-    try:
-        return FORMATS[fmt.lower()]
-    except (KeyError, AttributeError):
-        raise BudgetError(f"unknown think format {fmt!r}; use one of {sorted(FORMATS)} or a ThinkFormat.") from None
-
-
-def detect_format(tokenizer: Any) -> ThinkFormat:
-    """R1/Qwen3 when the chat template mentions `<think>`, s1 when it mentions `<|im_start|>think` or is
-    plain ChatML, else R1 (its markers are plain text any tokenizer can write)."""
-    template = getattr(tokenizer, "chat_template", None) or ""
-    if not isinstance(template, str):  # a dict of named templates
-        template = " ".join(str(t) for t in dict(template).values())
-    if "<|im_start|>think" in template:
-        return S1_FORMAT
-    if "<think>" in template:
-        return R1_FORMAT
-    if "<|im_start|>" in template or "<|im_start|>" in getattr(tokenizer, "all_special_tokens", ()):
-        return S1_FORMAT
-    return R1_FORMAT
+    def to_dict(self) -> dict[str, Any]:
+        """The format as a JSON-ready mapping (`ThinkFormat(**d)` builds it back)."""
+        d = dataclasses.asdict(self)
+        d["stop_texts"] = list(self.stop_texts)
+        return d
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
@@ -126,23 +120,33 @@ def _encode_marker(tokenizer: Any, text: str, what: str, fmt: ThinkFormat) -> tu
     return tuple(ids)
 
 
-# End-of-turn tokens of common chat templates, as text: they count as "the model wants to stop" when they exist.
-END_OF_TURN_TEXTS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>")
+# End-of-turn tokens of common chat templates, as text: where the vocabulary has them, they end a turn, and (unless a
+# format's marker holds them) they count as "the model wants to stop".
+END_OF_TURN_TEXTS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|return|>",
+                     "<|end_of_text|>", "<｜end▁of▁sentence｜>", "</s>")
 
 
-def _stop_ids(tokenizer: Any) -> tuple[int, ...]:
+def _turn_ids(tokenizer: Any, fmt: ThinkFormat) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(stop ids, turn-end ids): the end-of-sequence ids (the tokenizer's eos first, then the format's own and the
+    end-of-turn tokens the vocabulary has), and every token that closes a turn (the stop ids plus end-of-turn tokens
+    a marker holds, e.g. gpt-oss's `<|end|>`)."""
     ids: list[int] = []
     eos = getattr(tokenizer, "eos_token_id", None)
     for i in eos if isinstance(eos, (list, tuple)) else [eos]:
-        if i is not None and i not in ids:
+        if i is not None and int(i) not in ids:
             ids.append(int(i))
     vocab = tokenizer.get_vocab()
-    for tok in END_OF_TURN_TEXTS:
-        if tok in vocab and vocab[tok] not in ids:
-            ids.append(int(vocab[tok]))
+    in_markers = {t for marker in (fmt.think_start, fmt.think_end) for t in _encode(tokenizer, marker)}
+    turns = list(ids)
+    for tok in (*fmt.stop_texts, *END_OF_TURN_TEXTS):
+        if tok in vocab and vocab[tok] not in turns:
+            turns.append(int(vocab[tok]))
+            if vocab[tok] not in in_markers:
+                ids.append(int(vocab[tok]))
+    ids = [i for i in ids if i not in in_markers] or ids
     if not ids:
         raise BudgetError("the tokenizer has no eos_token: set tokenizer.eos_token before budget forcing.")
-    return tuple(ids)
+    return tuple(ids), tuple(turns)
 
 
 @functools.lru_cache(maxsize=32)
@@ -155,18 +159,25 @@ def _ends_with_table(tokenizer: Any, suffix: str) -> frozenset[int]:
 
 
 def marker_tokens(tokenizer: Any, fmt: Union[str, ThinkFormat, None] = None) -> MarkerTokens:
-    """Token ids of `fmt`'s markers for `tokenizer`; a `BudgetError` when the tokenizer cannot write them."""
-    return _marker_tokens(tokenizer, get_format(fmt, tokenizer))
+    """Token ids of `fmt`'s markers for `tokenizer` (a preset name, a `ThinkFormat`, or None: the format resolved
+    from the tokenizer, `hf_s1.formats.resolve_format`); a `BudgetError` when the tokenizer cannot write them."""
+    if not isinstance(fmt, ThinkFormat):
+        from .resolve import get_format  # the resolver reads templates; this module only holds the data type
+
+        fmt = get_format(fmt, tokenizer)
+    return _marker_tokens(tokenizer, fmt)
 
 
 @functools.lru_cache(maxsize=32)  # tokenizers hash by identity; the vocabulary scan runs once per pair
 def _marker_tokens(tokenizer: Any, fmt: ThinkFormat) -> MarkerTokens:
+    stops, turns = _turn_ids(tokenizer, fmt)
     return MarkerTokens(
         think_start=_encode_marker(tokenizer, fmt.think_start, "think_start", fmt),
         think_end=_encode_marker(tokenizer, fmt.think_end, "think_end", fmt),
         before_end=_encode_marker(tokenizer, fmt.before_end, "before_end", fmt),
         after_end=_encode_marker(tokenizer, fmt.after_end, "after_end", fmt),
-        stop_ids=_stop_ids(tokenizer),
+        stop_ids=stops,
+        turn_ends=turns,
         ends_with_before_end=_ends_with_table(tokenizer, fmt.before_end),
         encode=functools.partial(_encode, tokenizer),
     )
