@@ -24,7 +24,7 @@ DEFAULT_RESPONSE_TEMPLATE = {
     "defaults": {"role": "assistant"},
     "start_anchor": "<|im_start|>assistant\n",
     "fields": {
-        "reasoning_content": {"open": "<|im_start|>think\n", "close_pattern": r"<\|im_start\|>answer\s*",
+        "reasoning_content": {"open": "<|im_start|>think", "close_pattern": r"<\|im_start\|>answer\s*",
                               "content": "text"},
         "content": {"close_pattern": r"<\|im_end\|>\s*|$", "content": "text"},
     },

@@ -32,7 +32,8 @@ PRESETS: dict[str, ThinkFormat] = {f.name: f for f in (
     _F("smollm3", "<think>", "</think>", "\n", "\n", "\n", switch="enable_thinking"),
     _F("olmo3", "<think>", "</think>", "", "", "\n\n"),  # the markers are plain text: `</` + `think` + `>`
     _F("phi-4-reasoning", "<think>", "</think>", "\n", "\n", "\n"),
-    _F("gemma4", "<|channel>thought", "<channel|>", "\n", "", "", stop_texts=("<turn|>",), switch="enable_thinking"),
+    # Gemma 4 writes `thought` and a newline after its channel token: all three open thinking.
+    _F("gemma4", "<|channel>thought\n", "<channel|>", "", "", "", stop_texts=("<turn|>",), switch="enable_thinking"),
 )}
 
 # Other names people use for the same formats.

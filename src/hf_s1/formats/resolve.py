@@ -106,8 +106,19 @@ def _resolve(tokenizer: Any, reasoning_parser: str | None) -> ThinkFormat:
     return fmt
 
 
-def _preset_like(start: str, end: str) -> ThinkFormat | None:
-    return next((f for f in PRESETS.values() if (f.think_start, f.think_end) == (start, end)), None)
+def _preset_like(start: str, end: str, after_start: str = "") -> ThinkFormat | None:
+    """The first preset with these markers; or one whose start marker holds the whitespace after it (Gemma 4's
+    `<|channel>thought\\n`), or whose end marker continues `end` (a response template that closes gpt-oss's analysis
+    at `<|end|>` describes a format whose cut must write the whole transition)."""
+    starts = (start, start + after_start) if after_start else (start,)
+    same = [f for f in PRESETS.values() if f.think_start in starts and f.think_end == end]
+    longer = [f for f in PRESETS.values() if f.think_start in starts and f.think_end.startswith(end)]
+    return (same or longer or [None])[0]
+
+
+def _named(fmt: ThinkFormat) -> ThinkFormat:
+    """`fmt` under the name of the preset it equals in every field, if one does."""
+    return next((p for p in PRESETS.values() if p == dataclasses.replace(fmt, name=p.name)), fmt)
 
 
 def _anchor(field: Mapping[str, Any], key: str) -> str | None:
@@ -144,10 +155,12 @@ def _from_response_template(tokenizer: Any, looked: list[str]) -> ThinkFormat | 
         looked.append("tokenizer.response_template: no thinking field with literal open and close markers")
         return None
     _, start_core, after_start = _split_ws(start)
-    _, end_core, after_end = _split_ws(end)
-    base = _preset_like(start_core, end_core) or ThinkFormat("response_template", start_core, end_core)
-    return dataclasses.replace(base, after_start=after_start or base.after_start,
-                               after_end=after_end or base.after_end)
+    _, end_core, _ = _split_ws(end)
+    preset = _preset_like(start_core, end_core, after_start)
+    if preset is not None and preset.think_start != start_core:
+        return preset
+    base = preset or ThinkFormat("response_template", start_core, end_core)
+    return _named(dataclasses.replace(base, after_start=after_start or base.after_start))
 
 
 def _render(tokenizer: Any, messages: list[dict], generation: bool, **kwargs: Any) -> str | None:
@@ -216,10 +229,11 @@ def format_from_template(tokenizer: Any, looked: list[str] | None = None) -> Thi
     switch = next((kw for kw in _SWITCHES
                    if _render(tokenizer, user, True, **{kw: False}) not in (None, _render(tokenizer, user, True, **{kw: True}))),
                   None)
-    preset = _preset_like(start, end)
-    base_fmt = preset or ThinkFormat("template", start, end)
-    return dataclasses.replace(base_fmt, after_start=after_start, before_end=lead_end, after_end=after_end,
-                               switch=switch or base_fmt.switch)
+    base_fmt = _preset_like(start, end, after_start) or ThinkFormat("template", start, end)
+    if (base_fmt.think_start, base_fmt.think_end) != (start, end):  # a preset that holds the whitespace: its own
+        return base_fmt
+    return _named(dataclasses.replace(base_fmt, after_start=after_start, before_end=lead_end, after_end=after_end,
+                                      switch=switch or base_fmt.switch))
 
 
 def _common_prefix(a: str, b: str) -> str:
