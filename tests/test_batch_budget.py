@@ -27,6 +27,8 @@ def _markers(rng: random.Random) -> MarkerTokens:
         dict(think_start=(3, 4), think_end=(3, 5), before_end=(6,), after_end=(6,)),  # s1: shared first token
         dict(think_start=(7,), think_end=(8, 9, 3), before_end=(6,), after_end=(6, 6)),  # r1-like, longer end
         dict(think_start=(3, 4, 5), think_end=(9,), before_end=(), after_end=()),  # one-token end, no newline
+        # a plain-text end marker (OLMo 3's `</` `think` `>`): its first piece also starts ordinary text
+        dict(think_start=(7,), think_end=(16, 17, 18), before_end=(6,), after_end=(6,), end_is_text=True),
     ]
     shape = rng.choice(shapes)
     stops = tuple(rng.sample([0, 1, 2], rng.randint(1, 3)))
@@ -74,7 +76,14 @@ def _token(rng: random.Random, m: MarkerTokens, wanted: int | None, vocab: int =
     if wanted is not None and rng.random() < 0.85:
         return wanted
     pool = [rng.randrange(vocab)] * 4 + [m.think_end[0], m.think_start[0], *m.stop_ids, *m.think_end]
+    if m.end_is_text and rng.random() < 0.4:  # walk through the marker: its pieces in order, now and then all of them
+        k = _WALK.get(id(m), 0)
+        _WALK[id(m)] = (k + 1) % len(m.think_end) if rng.random() < 0.8 else 0
+        return m.think_end[k]
     return rng.choice(pool)
+
+
+_WALK: dict[int, int] = {}  # a plain-text marker's next piece, per row's markers
 
 
 def _check_action(action, force: int, intercept: bool, ban: bool, ids: set[int], row: int, step: int) -> None:
@@ -149,7 +158,7 @@ def _differential(rng: random.Random, batches: int, markers=None, budget=None, v
         for step in range(45):
             st = core.state.index(slot)
             st, force, intercept, extend, ban = core.decide(slot, st, active)
-            ids, uniq = core.intercept_ids(slot, extend)
+            ids, uniq = core.intercept_ids(slot, extend, st.tail)
             hits = []
             wanted: list[int | None] = []
             for r, t in enumerate(trackers):

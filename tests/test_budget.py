@@ -89,7 +89,8 @@ def recount_thinking(prompt, out):
     """Thinking tokens recounted from the ids alone: after the start marker, before the end marker, minus
     the cut's newline (which the cut writes right before the end marker)."""
     ids = prompt + out
-    start = max(i for i in range(len(ids) - 1) if ids[i : i + 2] == [S, THINK]) + 2
+    # The start marker closes the prompt or opens the output; one the answer writes later is answer text.
+    start = max(i for i in range(min(len(ids) - 1, len(prompt) + 1)) if ids[i : i + 2] == [S, THINK]) + 2
     end = next((i for i in range(start, len(ids) - 1) if ids[i : i + 2] == [S, ANSWER]), None)
     return start, end
 

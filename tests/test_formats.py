@@ -167,3 +167,40 @@ def test_custom_format_fields_reach_the_core(default_model_dir):
     end = tok.convert_tokens_to_ids("<|end|>")
     assert end not in m.stop_ids and end in m.turn_ends  # closes turns, never ends the sequence
     assert tok.convert_tokens_to_ids("<|return|>") == m.stop_ids[0] or tok.convert_tokens_to_ids("<|return|>") in m.stop_ids
+
+
+def test_plain_text_end_marker_is_recognised_without_misfiring(default_model_dir):
+    """OLMo 3 writes `</think>` as `</` `think` `>`: `</div>` merely starts like it and is thinking; only the piece
+    that completes the marker is an attempt to end, and a marker the model writes itself is not thinking."""
+    from hf_s1.budget import BudgetTracker, Intercept, TokenKind
+
+    olmo = next(f for f in FAMILIES if f.name == "olmo3")
+    tok = family_tokenizer(default_model_dir, olmo)
+    m = marker_tokens(tok)
+    assert m.end_is_text and len(m.think_end) == 3
+    div = tok.encode("</div>", add_special_tokens=False)
+    assert div[0] == m.think_end[0]  # the same first piece
+
+    def run(budget, stream):
+        t = BudgetTracker(budget, m)
+        t.start(m.think_start)
+        actions = []
+        for token in stream:
+            actions.append(t.next_action())
+            t.observe(token)
+        return t, actions
+
+    # Below the minimum: `</div>` is written as thinking; no piece of it was watched as an end.
+    t, actions = run(ThinkingBudget(min_thinking_tokens=20), div)
+    assert t.stats.thinking_tokens == len(div) and not t.stats.thinking_ended
+    assert all(div[0] not in a.token_ids and div[1] not in a.token_ids for a in actions if isinstance(a, Intercept))
+    # After `</` `think`, the last piece `>` is the attempt, and it is replaced by the extrapolation.
+    t, actions = run(ThinkingBudget(min_thinking_tokens=20), list(m.think_end[:2]))
+    action = t.next_action()
+    assert isinstance(action, Intercept) and m.think_end[2] in action.token_ids
+    wait = t.intercept()
+    assert wait == tok.encode("Wait", add_special_tokens=False)[0] and t.stats.waits == 1
+    # Ending allowed: the model's own marker ends thinking, and its pieces are the marker, not thinking.
+    t, _ = run(ThinkingBudget(max_thinking_tokens=50), [*div, *m.think_end])
+    assert t.stats.thinking_ended and t.stats.thinking_tokens == len(div)
+    assert t.kinds[-3:] == [TokenKind.MARKER] * 3 and not any(t.forced)

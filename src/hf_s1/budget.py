@@ -251,6 +251,11 @@ class MarkerTokens:
         encode: text -> ids without special tokens, for the budget's own strings.
         turn_ends: ids that close a chat turn when the prompt is read (`BudgetTracker.start`): the stop ids and
             end-of-turn tokens a marker holds. Default: the stop ids.
+        end_is_text: the end marker is several ordinary pieces of text (OLMo 3's `</think>` is `</` `think` `>`,
+            as is R1's on a tokenizer without a `</think>` token), so its first piece also starts ordinary text
+            (`</div>`). Then an attempt to end is the model about to write the marker's last piece after the others,
+            a marker the model begins is not completed for it, and the pieces it wrote before the last one are
+            counted as marker, not thinking, once the marker is whole.
     """
 
     think_start: tuple[int, ...]
@@ -261,6 +266,7 @@ class MarkerTokens:
     ends_with_before_end: frozenset[int]
     encode: Callable[[str], Sequence[int]] = field(repr=False, compare=False)
     turn_ends: tuple[int, ...] = ()
+    end_is_text: bool = False
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -273,9 +279,20 @@ class MarkerTokens:
         for name in ("think_start", "think_end", "before_end", "after_end"):
             if self.stop_set & set(getattr(self, name)):
                 raise BudgetError(f"the {name} marker contains an end-of-sequence token; pick another marker.")
+        if self.end_is_text and len(self.think_end) < 2:
+            raise BudgetError("end_is_text needs an end marker of several tokens (a one-token marker is a token).")
         if _find(self.think_start, self.think_end) >= 0 or _find(self.think_end, self.think_start) >= 0:
             raise BudgetError("one think marker contains the other (as tokens), so thinking could never be told "
                               "open from closed: pick markers where neither holds the other.")
+
+    def end_attempt(self, tail: Sequence[int]) -> int | None:
+        """The token that is an attempt to end thinking after `tail` (the last tokens written): the end marker's
+        first token; for a plain-text marker (`end_is_text`), its last token once `tail` ends with all the others,
+        else none (what merely starts like the marker is text)."""
+        if not self.end_is_text:
+            return self.think_end[0]
+        head = tuple(self.think_end[:-1])
+        return self.think_end[-1] if tuple(tail)[-len(head):] == head else None
 
     def cut_ids(self, last_token: int | None, answer_prefix: Sequence[int]) -> list[int]:
         """The forced cut: `before_end` unless the text already ends with it, end marker, `after_end`, prefix."""
@@ -424,7 +441,6 @@ class BudgetTracker:
                               "budget.resolve(markers, allowance=..., longest_prompt=...) (the engines do it).")
         self.budget = budget
         self._s1 = budget.profile == "s1"
-        self._ends = markers.stop_set | {markers.think_end[0]}
         self.markers = markers
         validate(budget, markers)  # every string up front (cached in markers)
         self._answer_prefix = markers.encode_budget_string(budget.answer_prefix, "answer_prefix")
@@ -510,16 +526,16 @@ class BudgetTracker:
                     else:  # the joined rounds ran past the cap: end this pass; the engine resumes at the cap
                         self._queue.append((self.markers.stop_ids[0], TokenKind.STOP))
                 elif self._round == 0 and self.budget.num_waits:
-                    return Ban(self._ends)
+                    return Ban(self._end_ids())
                 else:
-                    return Intercept(self._ends)
+                    return Intercept(self._end_ids())
         elif phase is _Phase.THINKING:
             cap = self.budget.max_thinking_tokens
             if cap is not None and self.stats.thinking_tokens >= cap and not self._marker_queued():
                 self._cut()
             elif not self._queue:
                 if self._must_extend():
-                    return Intercept(self.markers.stop_set | {self.markers.think_end[0]})
+                    return Intercept(self._end_ids())
                 # Ending is allowed; an end-of-sequence token is turned into the end marker so the answer
                 # phase always follows the thinking.
                 return Intercept(self.markers.stop_set)
@@ -531,6 +547,11 @@ class BudgetTracker:
             # A forced start marker was overridden downstream: write it again.
             self._queue.extend((t, TokenKind.MARKER) for t in self.markers.think_start)
         return Force(self._queue[0][0]) if self._queue else FREE
+
+    def _end_ids(self) -> frozenset[int]:
+        """The tokens that are an attempt to end thinking now (`MarkerTokens.end_attempt`)."""
+        end = self.markers.end_attempt(self._tail)
+        return self.markers.stop_set if end is None else self.markers.stop_set | {end}
 
     def _answer_capped(self) -> bool:
         cap = self.budget.max_answer_tokens
@@ -562,14 +583,15 @@ class BudgetTracker:
         multi-call loop, telemetry rebuilt from output ids): decisions are re-run.
 
         Whether an intercepted end was replaced is known exactly when `injected` holds the generated
-        positions where an extrapolation was injected (the engine's log: every engine's `generate_with_budget`
-        passes it). Otherwise it is inferred: a token equal to what an intercept would force is taken as forced,
-        so a model that wrote that very token itself, at a point where an end would have been extended, is
-        counted as one more wait (`BudgetStats`: it is not one)."""
+        positions where the budget replaced one (the engine's log: an extrapolation, or the end marker in place of an
+        end of sequence; every engine's `generate_with_budget` passes it). Otherwise it is inferred: a token equal to
+        what an intercept would force is taken as forced, so a model that wrote that very token itself, at a point
+        where an end would have been extended, is counted as one more wait (`BudgetStats`: it is not one), and, with
+        a plain-text end marker, its own first piece as the budget's."""
         for token in token_ids:
             action = self.next_action()
             if isinstance(action, Intercept):
-                if injected is not None and self._must_extend():
+                if injected is not None:
                     attempted = self.num_generated in injected
                 else:
                     attempted = token not in action.token_ids and token == self._replacement()[0][0]
@@ -606,6 +628,15 @@ class BudgetTracker:
         if self._phase is _Phase.BEFORE and self._ends_with(self.markers.think_start):
             self._begin_thinking(index + 1)
         elif self._phase is _Phase.THINKING and self._ends_with(self.markers.think_end):
+            if self.markers.end_is_text and kind is TokenKind.THINKING:
+                # The model wrote a plain-text marker itself: its pieces were text until now, they are the marker.
+                before = st.thinking_tokens - 1  # this token was counted as thinking above
+                pieces = min(len(self.markers.think_end) - 1, before)
+                st.thinking_tokens = before - pieces
+                kind = self.kinds[-1] = TokenKind.MARKER
+                self._round -= 1
+                for k in range(index - pieces, index):
+                    self.kinds[k] = TokenKind.MARKER
             self._phase = _Phase.ANSWER
             st.thinking_ended = True
             first = index + 1 - len(self.markers.think_end)
@@ -636,7 +667,7 @@ class BudgetTracker:
         if token_id in self.markers.stop_set:
             return TokenKind.STOP
         if self._phase is _Phase.THINKING:
-            if token_id == self.markers.think_end[0]:
+            if token_id == self.markers.think_end[0] and not self.markers.end_is_text:
                 # The model starts the end marker: complete it rather than leave it half-written.
                 self._queue.extend((t, TokenKind.MARKER) for t in self.markers.think_end[1:])
                 return TokenKind.MARKER

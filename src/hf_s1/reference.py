@@ -75,6 +75,7 @@ def _s1_loop(complete: Complete, prompt_ids: Sequence[int], budget: ThinkingBudg
             gen += wait
             stats.thinking_tokens += len(wait)
             continue
+        injected.add(len(gen))  # the replay's log holds every replaced end, this one too
         gen += markers.think_end  # the model ended: its end token (or end-of-sequence) becomes the end marker
         break
     stats.thinking_ended = True

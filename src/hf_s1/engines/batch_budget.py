@@ -122,7 +122,8 @@ class BatchBudget:
         num_slots: how many requests can be tracked at once (vLLM's `max_num_reqs`, a batch size).
         device: where the state lives (the logits' device).
         lookahead: decisions stored per slot beyond the first (speculative decoding's draft tokens).
-        log_injections: keep, per slot and generated position, whether an extrapolation was injected there:
+        log_injections: keep, per slot and generated position, whether an intercepted end was replaced there (an
+            extrapolation injected, or the end marker written for an end of sequence):
             the engine's own record of its decisions, from which `BudgetTracker.replay` rebuilds exact telemetry
             (a "Wait" the model wrote itself is never taken for an injected one), and from which `resume` replays
             a resumed request's decisions (`restore_log` gives the slot its old positions back).
@@ -203,6 +204,10 @@ class BatchBudget:
             start_r=torch.full((s, t), -2, dtype=torch.long, device=self.device),
             end_r=torch.full((s, t), -2, dtype=torch.long, device=self.device),
             start_m=self._zeros(s, t, dtype=torch.bool), end_m=self._zeros(s, t, dtype=torch.bool),
+            # a plain-text end marker (MarkerTokens.end_is_text): all but its last token, right-aligned, and that token
+            end_head_r=torch.full((s, t), -2, dtype=torch.long, device=self.device),
+            end_head_m=self._zeros(s, t, dtype=torch.bool), end_text=self._zeros(s, dtype=torch.bool),
+            end_last=self._zeros(s), end_len=torch.ones(s, dtype=torch.long, device=self.device),
             end0=self._zeros(s), stops=self._zeros(s, k), stops_u=self._zeros(s, k, dtype=torch.bool),
             max_think=self._zeros(s), min_think=self._zeros(s), num_waits=self._zeros(s), max_answer=self._zeros(s),
             n_extrap=torch.ones(s, dtype=torch.long, device=self.device), fmt=self._zeros(s),
@@ -214,7 +219,7 @@ class BatchBudget:
                 src = old[name]
                 if src.dim() == 1:
                     new.copy_(src)
-                elif name in ("start_r", "end_r", "start_m", "end_m"):  # right-aligned
+                elif name in ("start_r", "end_r", "start_m", "end_m", "end_head_r", "end_head_m"):  # right-aligned
                     new[:, new.shape[1] - src.shape[1]:] = src
                 elif name == "stops":  # unused columns repeat the first stop id
                     new[:] = src[:, :1]
@@ -279,9 +284,10 @@ class BatchBudget:
         lens = torch.zeros(n, n_seq, dtype=torch.long)
         start_r = torch.full((n, t), -2, dtype=torch.long)
         end_r = torch.full((n, t), -2, dtype=torch.long)
+        end_head_r = torch.full((n, t), -2, dtype=torch.long)
         stops = torch.zeros(n, n_stop, dtype=torch.long)
         stops_u = torch.zeros(n, n_stop, dtype=torch.bool)
-        scalars = {name: [] for name in ("end0", "max_think", "min_think", "num_waits", "max_answer", "n_extrap", "fmt",
+        scalars = {name: [] for name in ("end0", "end_text", "end_last", "end_len", "max_think", "min_think", "num_waits", "max_answer", "n_extrap", "fmt",
                                          "greedy", "seeded", "seed", "s1")}
         for i, (spec, seq_list, stop_list) in enumerate(rows):
             m, b = spec.markers, spec.budget
@@ -290,11 +296,14 @@ class BatchBudget:
                 lens[i, j] = len(q)
             start_r[i, t - len(m.think_start):] = torch.tensor(m.think_start)
             end_r[i, t - len(m.think_end):] = torch.tensor(m.think_end)
+            if m.end_is_text:
+                end_head_r[i, t - len(m.think_end) + 1:] = torch.tensor(m.think_end[:-1])
             stops[i, :] = stop_list[0]
             stops[i, : len(stop_list)] = torch.tensor(stop_list)
             stops_u[i, : len(stop_list)] = True
             cap = b.max_thinking_tokens
-            values = dict(end0=m.think_end[0], max_think=_NO_LIMIT if cap is None else cap,
+            values = dict(end0=m.think_end[0], end_text=m.end_is_text, end_last=m.think_end[-1],
+                          end_len=len(m.think_end), max_think=_NO_LIMIT if cap is None else cap,
                           min_think=b.min_thinking_tokens, num_waits=b.num_waits,
                           max_answer=_NO_LIMIT if b.max_answer_tokens is None else b.max_answer_tokens,
                           n_extrap=len(b.extrapolation), fmt=self._format_index(m), greedy=spec.greedy,
@@ -314,6 +323,8 @@ class BatchBudget:
         self.end_r[idx] = end_r.to(dev)
         self.start_m[idx] = start_r.ge(0).to(dev)
         self.end_m[idx] = end_r.ge(0).to(dev)
+        self.end_head_r[idx] = end_head_r.to(dev)
+        self.end_head_m[idx] = end_head_r.ge(0).to(dev)
         self.stops[idx] = stops.to(dev)
         self.stops_u[idx] = stops_u.to(dev)
         for name, values in scalars.items():
@@ -534,12 +545,17 @@ class BatchBudget:
         force = torch.where(answer_cap, self.stops[slot, 0], force)
         return out, force, intercept, self._must_extend(slot, st), ban
 
-    def intercept_ids(self, slot: torch.Tensor, extend: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[n, k+1] the ids an intercepting row watches (stop ids, then the end marker's first token when the end
-        would be extended; unused columns repeat the first stop id) and [n, k+1] which columns are distinct."""
+    def intercept_ids(self, slot: torch.Tensor, extend: torch.Tensor, tail: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """[n, k+1] the ids an intercepting row watches (stop ids, then the end-attempt token when the end would be
+        extended, `MarkerTokens.end_attempt`; unused columns repeat the first stop id) and [n, k+1] which columns
+        are distinct."""
         stops, uniq = self.stops[slot], self.stops_u[slot]
         with_end = (extend | self.s1[slot]) if self._any_s1 else extend  # s1 always watches the end marker
-        end_col = torch.where(with_end, self.end0[slot], stops[:, 0])
+        text = self.end_text[slot]  # a plain-text marker: its last token, once the tail holds the others
+        after_head = ((tail == self.end_head_r[slot]) | ~self.end_head_m[slot]).all(dim=1)
+        with_end = with_end & (~text | after_head)
+        end_col = torch.where(with_end, torch.where(text, self.end_last[slot], self.end0[slot]), stops[:, 0])
         return torch.cat([stops, end_col[:, None]], dim=1), torch.cat([uniq, with_end[:, None]], dim=1)
 
     def replacement_head(self, slot: torch.Tensor, st: _State, extend: torch.Tensor) -> torch.Tensor:
@@ -566,8 +582,14 @@ class BatchBudget:
         own = active & ~done & ~pop  # the model's own token (a mismatch drops the rest of the forced run)
         is_stop = (self.stops[slot] == token[:, None]).any(dim=1)
         end0 = self.end0[slot]
-        completes_end = own & ~is_stop & (st.phase == THINKING) & (token == end0)
-        own_kind = torch.where(is_stop, STOP, torch.where(st.phase == THINKING, torch.where(token == end0, MARKER, THINK),
+        text = self.end_text[slot]
+        completes_end = own & ~is_stop & (st.phase == THINKING) & (token == end0) & ~text
+        tail = torch.where(active[:, None], torch.cat([st.tail[:, 1:], token[:, None]], dim=1), st.tail)
+        ends_end = ((tail == self.end_r[slot]) | ~self.end_m[slot]).all(dim=1)
+        # A plain-text marker the model wrote itself: its last piece and the pieces before it are the marker.
+        text_end = own & ~is_stop & (st.phase == THINKING) & text & ends_end
+        thinking_own = torch.where(text_end | ((token == end0) & ~text), MARKER, THINK)
+        own_kind = torch.where(is_stop, STOP, torch.where(st.phase == THINKING, thinking_own,
                                                           torch.where(st.phase == ANSWER, ANSWER_K, MARKER)))
         kind = torch.where(done, AFTER_STOP, torch.where(pop, st.qkind, own_kind))
         qpos = torch.where(pop, st.qpos + 1, torch.where(own, 0, st.qpos))
@@ -576,11 +598,10 @@ class BatchBudget:
         qpos = torch.where(completes_end, 1, qpos)
         qlen = torch.where(completes_end, self.lens[slot, SEQ_END], qlen)
         qkind = torch.where(completes_end, MARKER, st.qkind)
-        tail = torch.where(active[:, None], torch.cat([st.tail[:, 1:], token[:, None]], dim=1), st.tail)
-        thinking = st.thinking + (active & ((kind == THINK) | (kind == EXTRAP))).long()
+        pieces = torch.minimum(self.end_len[slot] - 1, st.thinking)
+        thinking = st.thinking + (active & ((kind == THINK) | (kind == EXTRAP))).long() - torch.where(text_end, pieces, 0)
         answer = st.answer + (active & (kind == ANSWER_K)).long()
         ends_start = ((tail == self.start_r[slot]) | ~self.start_m[slot]).all(dim=1)
-        ends_end = ((tail == self.end_r[slot]) | ~self.end_m[slot]).all(dim=1)
         phase = torch.where(active & (st.phase == BEFORE) & ends_start, THINKING, st.phase)
         phase = torch.where(active & (st.phase == THINKING) & ends_end, ANSWER, phase)
         stop = active & (kind == STOP)
@@ -607,7 +628,7 @@ class BatchBudget:
         token = token.long()
         st = self.state if whole else self.state.index(slot)
         st, _, intercept, extend, _ = self.decide(slot, st, active)
-        ids, _ = self.intercept_ids(slot, extend)
+        ids, _ = self.intercept_ids(slot, extend, st.tail)
         inferred = ~(ids == token[:, None]).any(dim=1) & (token == self.replacement_head(slot, st, extend))
         j = st.n_gen - self.pending_base[slot]
         known = (self.pending_base[slot] >= 0) & (j >= 0) & (j <= self.lookahead)
@@ -782,7 +803,7 @@ class BatchBudget:
         if state is None:
             state = self.state if whole else self.state.index(slot)
         st, force, intercept, extend, ban_only = self.decide(slot, state, active)
-        ids, uniq = self.intercept_ids(slot, extend)
+        ids, uniq = self.intercept_ids(slot, extend, st.tail)
         top_value, top_id = logits.max(dim=-1) if top is None else top
         if sampled is None:
             sampled = ~self.greedy[slot]
@@ -811,7 +832,7 @@ class BatchBudget:
         base = torch.where(lvl_ok & (lvl == 0), st.n_gen, -1)
         self.pending_base.scatter_reduce_(0, slot, base, reduce="amax")
         if self.log_injections:
-            self._log(slot, st.n_gen, active, hit & extend)
+            self._log(slot, st.n_gen, active, hit)
         # One write per row over [forced id, intercepted ids]: force lifts the forced id above its row unless an
         # earlier stage forbade it (-inf); ban sets the intercepted ids of rows that did not attempt an end to
         # -inf. A row never both forces and bans, and each value depends on its column alone, so repeated columns

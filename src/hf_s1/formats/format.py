@@ -149,6 +149,13 @@ def _turn_ids(tokenizer: Any, fmt: ThinkFormat) -> tuple[tuple[int, ...], tuple[
     return tuple(ids), tuple(turns)
 
 
+def _is_control_token(tokenizer: Any, token_id: int) -> bool:
+    """Whether `token_id` is a token the vocabulary added whole (special or not, as Qwen3's `<think>`): ordinary text
+    never produces it, so a marker that starts with it cannot be confused with text."""
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    return int(token_id) in added or int(token_id) in set(getattr(tokenizer, "all_special_ids", ()) or ())
+
+
 @functools.lru_cache(maxsize=32)
 def _ends_with_table(tokenizer: Any, suffix: str) -> frozenset[int]:
     if not suffix:
@@ -171,9 +178,11 @@ def marker_tokens(tokenizer: Any, fmt: Union[str, ThinkFormat, None] = None) -> 
 @functools.lru_cache(maxsize=32)  # tokenizers hash by identity; the vocabulary scan runs once per pair
 def _marker_tokens(tokenizer: Any, fmt: ThinkFormat) -> MarkerTokens:
     stops, turns = _turn_ids(tokenizer, fmt)
+    end = _encode_marker(tokenizer, fmt.think_end, "think_end", fmt)
     return MarkerTokens(
+        end_is_text=len(end) > 1 and not _is_control_token(tokenizer, end[0]),
         think_start=_encode_marker(tokenizer, fmt.think_start, "think_start", fmt),
-        think_end=_encode_marker(tokenizer, fmt.think_end, "think_end", fmt),
+        think_end=end,
         before_end=_encode_marker(tokenizer, fmt.before_end, "before_end", fmt),
         after_end=_encode_marker(tokenizer, fmt.after_end, "after_end", fmt),
         stop_ids=stops,
