@@ -14,7 +14,7 @@ from ..budget import BudgetError, ThinkingBudget
 __all__ = ["BUDGET_KEY", "FORMAT_KEY", "RESUME_KEY", "LOG_KEY", "parse_budget"]
 
 BUDGET_KEY = "thinking_budget"  # a ThinkingBudget, a mapping of its fields, or its JSON object
-FORMAT_KEY = "think_format"  # "s1" or "r1"
+FORMAT_KEY = "think_format"  # a preset name or a mapping of ThinkFormat fields (absent: the engine's format)
 RESUME_KEY = "resumes_overrun"  # the client makes the s1 profile's second call (BudgetTracker.resume)
 LOG_KEY = "budget_log"  # a name under which the request's injection log is kept for its client
 

@@ -15,6 +15,8 @@ s1's `max_tokens`), `until` (the answer's stop strings), `do_sample`, `temperatu
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +29,7 @@ __all__ = ["HarnessRequest", "S1_KEYS", "from_gen_kwargs"]
 
 S1_KEYS = ("max_tokens_thinking", "thinking_n_ignore", "thinking_n_ignore_str", "thinking_start", "thinking_end",
            "until_thinking", "until_thinking_2")
-BUDGET_KEYS = ("max_thinking_tokens", "min_thinking_tokens", "num_waits", "extrapolation", "answer_prefix",
-               "max_answer_tokens", "profile")
+BUDGET_KEYS = tuple(f.name for f in dataclasses.fields(ThinkingBudget))  # hf-s1's own names: the budget's fields
 SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k", "min_p", "seed")
 # Keys a harness adds that change nothing here: vLLM/HF detokenisation switches.
 IGNORED_KEYS = ("skip_special_tokens", "spaces_between_special_tokens")

@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from ..budget import BudgetError, ThinkingBudget
+from ..budget import PROFILES, BudgetError, ThinkingBudget
 from ..errors import HfS1Error
 from .errors import HubError
 from .policy import BudgetPolicy
@@ -32,6 +32,7 @@ def _budget_flags(p: argparse.ArgumentParser) -> None:
                    help='written after the cut ("Final Answer:")')
     g.add_argument("--max_answer_tokens", "--max-answer-tokens", "--max-answer",
                    dest="max_answer", type=int, default=None, help="cap on answer tokens")
+    g.add_argument("--profile", choices=list(PROFILES), default=None, help="budget rules: hf-s1 or s1")
     g.add_argument("--format", dest="think_format", default=None,
                    help="the model's think format: a preset name (docs/formats.md); default: read from the model")
 
@@ -40,7 +41,7 @@ def _policy_from(args: argparse.Namespace) -> BudgetPolicy | None:
     fields = {
         "max_thinking_tokens": args.max_thinking, "min_thinking_tokens": args.min_thinking,
         "num_waits": args.num_waits, "extrapolation": args.extrapolation, "answer_prefix": args.answer_prefix,
-        "max_answer_tokens": args.max_answer,
+        "max_answer_tokens": args.max_answer, "profile": args.profile,
     }
     given = {k: v for k, v in fields.items() if v is not None}
     if args.budget is not None:

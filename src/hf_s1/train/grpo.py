@@ -198,8 +198,8 @@ class GRPOBudgetArguments(_script_arguments()):
             columns (MATH-500's layout).
         dataset_config / dataset_train_split: the Hub data set's configuration and the split to train on.
         max_train_samples: train on the first N rows only (smoke runs).
-        max_thinking_tokens / min_thinking_tokens / num_waits / max_answer_tokens / profile: the rollouts'
-            `ThinkingBudget`.
+        max_thinking_tokens / min_thinking_tokens / num_waits / extrapolation / answer_prefix / max_answer_tokens /
+            profile: the rollouts' `ThinkingBudget` (every field of it: `tests/test_budget_fields.py`).
         think_format: a preset name (`hf_s1.formats.PRESETS`), or None: read from the model.
         continuous_batching: roll out on transformers' continuous batching.
         mask_forced: leave forced tokens out of the policy loss.
@@ -210,6 +210,8 @@ class GRPOBudgetArguments(_script_arguments()):
     max_thinking_tokens: int | None = 64
     min_thinking_tokens: int = 0
     num_waits: int = 0
+    extrapolation: list[str] | None = None
+    answer_prefix: str = "Final Answer:"
     max_answer_tokens: int | None = 32
     profile: str = "hf-s1"
     think_format: str | None = None
@@ -219,7 +221,9 @@ class GRPOBudgetArguments(_script_arguments()):
 
     def budget(self) -> ThinkingBudget:
         return ThinkingBudget(max_thinking_tokens=self.max_thinking_tokens, min_thinking_tokens=self.min_thinking_tokens,
-                              num_waits=self.num_waits, max_answer_tokens=self.max_answer_tokens, profile=self.profile)
+                              num_waits=self.num_waits, extrapolation=self.extrapolation or "Wait",
+                              answer_prefix=self.answer_prefix, max_answer_tokens=self.max_answer_tokens,
+                              profile=self.profile)
 
 
 def _dataset(script_args: GRPOBudgetArguments) -> Any:
