@@ -204,3 +204,37 @@ def test_plain_text_end_marker_is_recognised_without_misfiring(default_model_dir
     t, _ = run(ThinkingBudget(max_thinking_tokens=50), [*div, *m.think_end])
     assert t.stats.thinking_ended and t.stats.thinking_tokens == len(div)
     assert t.kinds[-3:] == [TokenKind.MARKER] * 3 and not any(t.forced)
+
+
+@pytest.fixture(scope="module")
+def plain_dir(tiny_model_dir, default_model_dir, tmp_path_factory):
+    plain = Family("plain", "s1", NO_THINKING, (), "<|im_end|>", None, "-")
+    return save_family_model(tiny_model_dir, default_model_dir, plain, tmp_path_factory.mktemp("plain") / "m")
+
+
+def test_unreadable_markers_are_an_error_on_every_entry_point(plain_dir, capsys):
+    """A model whose markers cannot be read is refused everywhere a budget is applied, with the fix named."""
+    from hf_s1 import load_model
+    from hf_s1.cli import main
+    from hf_s1.engines.transformers import BudgetForcingLogitsProcessor, generate_with_budget, prepare_generate
+    from hf_s1.harness.lm_eval import HfS1LM
+    from hf_s1.train.grpo import BudgetRollout
+
+    model, tok = load_model(plain_dir)
+    budget = ThinkingBudget(max_thinking_tokens=4)
+    calls = {
+        "generate_with_budget": lambda: generate_with_budget(model, tok, ["Q"], budget),
+        "continuous batching": lambda: generate_with_budget(model, tok, ["Q"], budget, continuous_batching=True),
+        "raw processor": lambda: BudgetForcingLogitsProcessor(tok, budget),
+        "custom_generate": lambda: prepare_generate(model, tok, budget),
+        "lm-eval backend": lambda: HfS1LM(pretrained=str(plain_dir)),
+        "GRPO rollout": lambda: BudgetRollout(budget).generate(model, tok, ["Q"], type("A", (), {})()),
+    }
+    for where, call in calls.items():
+        with pytest.raises(BudgetError, match="think_format"):
+            call()
+    assert main(["generate", "Q", "--model", str(plain_dir), "--max-thinking", "4"]) != 0
+    assert "looked at" in capsys.readouterr().err
+    # Named, the same model runs.
+    assert main(["generate", "Q", "--model", str(plain_dir), "--max-thinking", "2", "--max-answer", "2",
+                 "--format", "s1"]) == 0

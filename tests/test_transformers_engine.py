@@ -156,7 +156,7 @@ def test_r1_format_on_a_chatml_model(model, tokenizer):
     (r,) = generate_with_budget(model, tokenizer, ["What is 2 + 3?"], budget, think_format="r1")
     assert r.text.count("</think>") == 1 and "</think>\n\nFinal Answer:" in r.text
     assert r.thinking_tokens == 12 and r.capped
-    # A natural end is the model writing the marker's first token, which is then completed.
+    # A natural end is the model writing the whole marker: its pieces are plain text, so "</" alone is not one.
     (r,) = generate_with_budget(model, tokenizer, ["What is 2 + 3?"], ThinkingBudget(max_thinking_tokens=64,
                                 max_answer_tokens=6), think_format="r1")
     assert r.text.count("</think>") == 1 and (r.capped or r.thinking_tokens < 64)

@@ -67,7 +67,9 @@ class BudgetRollout:
             The thinking budget of every rollout (`profile="hf-s1"` keeps each rollout one pass; the s1 profile's
             second call for rounds past the cap also works, its answer tokens counted as the policy's).
         think_format (`str` or `ThinkFormat`, *optional*):
-            `"s1"`, `"r1"` or detected from the tokenizer's chat template.
+            A preset name or a `ThinkFormat`; by default read from the model (`hf_s1.formats.resolve_format`).
+        chat_template_kwargs (`dict`, *optional*):
+            Keywords for the chat template (`{"enable_thinking": True}`).
         continuous_batching (`bool`, *optional*, defaults to `False`):
             Generate on transformers' continuous batching instead of static `generate`.
         mask_forced (`bool`, *optional*, defaults to `True`):
@@ -95,9 +97,12 @@ class BudgetRollout:
 
     def __init__(self, budget: ThinkingBudget | Mapping[str, Any], *, think_format: str | ThinkFormat | None = None,
                  continuous_batching: bool = False, mask_forced: bool = True, batch_size: int = 8,
-                 system_prompt: str | None = None) -> None:
+                 system_prompt: str | None = None, chat_template_kwargs: Mapping[str, Any] | None = None) -> None:
+        from ..prompts import check_template_kwargs
+
         self.budget = ThinkingBudget.from_dict(budget)
         self.think_format = think_format
+        self.chat_template_kwargs = check_template_kwargs(chat_template_kwargs)
         self.continuous_batching = bool(continuous_batching)
         self.mask_forced = bool(mask_forced)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -111,11 +116,11 @@ class BudgetRollout:
         from ..prompts import prepare_requests
 
         req = prepare_requests(tokenizer, list(prompts), self.budget, think_format=self.think_format,
-                               system_prompt=self.system_prompt)
+                               system_prompt=self.system_prompt, chat_template_kwargs=self.chat_template_kwargs)
         top_k = getattr(args, "top_k", 0) or 0
         out = generate_with_budget(
-            model, tokenizer, list(prompts), self.budget, think_format=self.think_format,
-            system_prompt=self.system_prompt, batch_size=self.batch_size,
+            model, tokenizer, list(prompts), self.budget, think_format=req.think_format,
+            system_prompt=self.system_prompt, chat_template_kwargs=self.chat_template_kwargs, batch_size=self.batch_size,
             max_new_tokens=getattr(args, "max_completion_length", None), do_sample=True,
             temperature=float(getattr(args, "temperature", 1.0) or 1.0), top_p=float(getattr(args, "top_p", 1.0)),
             top_k=int(top_k), min_p=getattr(args, "min_p", None), continuous_batching=self.continuous_batching)
