@@ -36,7 +36,7 @@ def _markers(rng: random.Random) -> MarkerTokens:
     # Turn ends beyond the stops: an end-of-turn token a marker holds (gpt-oss's `<|end|>` opens its end marker).
     turns = rng.choice([(), (shape["think_end"][0],), (15,)])
     return MarkerTokens(**shape, stop_ids=stops, ends_with_before_end=ends_nl, encode=lambda s: list(WORDS[s]),
-                        turn_ends=turns)
+                        turn_ends=turns, space_ids=frozenset({6}))
 
 
 def _budget(rng: random.Random) -> ThinkingBudget:
@@ -63,7 +63,8 @@ def _prompt(rng: random.Random, m: MarkerTokens) -> list[int]:
     if kind == 1:
         return text + list(m.think_start[: rng.randint(1, len(m.think_start))])  # half-way into it
     if kind == 2:
-        return text + list(m.think_start) + [11] + list(m.think_end) + [12]  # closed in this turn: the answer
+        # closed in this turn (the answer begins) when only whitespace (6) follows, else not begun
+        return text + list(m.think_start) + [11] + list(m.think_end) + rng.choice([[], [6], [6, 6], [12], [6, 12]])
     if kind == 5:
         return text + list(m.think_end)  # closed by the end marker alone (thinking switched off)
     if kind == 3:

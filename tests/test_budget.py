@@ -19,6 +19,7 @@ MARKERS = MarkerTokens(
     stop_ids=(EOS,),
     ends_with_before_end=frozenset({NL, NLX}),
     encode=lambda text: VOCAB[text],
+    space_ids=frozenset({NL}),
 )
 PROMPT = [X, Y, S, THINK]
 
@@ -204,6 +205,9 @@ def test_prompt_that_closes_thinking_is_answered_without_thinking():
     # Only the end marker (DeepSeek-V3.1's `</think>` with thinking off) closes it as well.
     out, t = drive(ThinkingBudget(max_thinking_tokens=4), [X] * 3, prompt=[X, EOS, Y, S, ANSWER])
     assert t.kinds[:3] == [TokenKind.ANSWER] * 3
+    # A block closed earlier in the turn, then more text (a plain prompt with a new question): thinking starts anew.
+    out, t = drive(ThinkingBudget(max_thinking_tokens=4), [X] * 8, prompt=[S, THINK, X, S, ANSWER, Y, X])
+    assert out[:2] == [S, THINK] and t.stats.thinking_started
 
 
 def test_cut_skips_the_newline_when_thinking_already_ends_with_one():

@@ -256,6 +256,8 @@ class MarkerTokens:
             (`</div>`). Then an attempt to end is the model about to write the marker's last piece after the others,
             a marker the model begins is not completed for it, and the pieces it wrote before the last one are
             counted as marker, not thinking, once the marker is whole.
+        space_ids: ids whose text is only whitespace: what may follow the end marker of a prompt that closes
+            thinking (`read_prompt`).
     """
 
     think_start: tuple[int, ...]
@@ -267,6 +269,7 @@ class MarkerTokens:
     encode: Callable[[str], Sequence[int]] = field(repr=False, compare=False)
     turn_ends: tuple[int, ...] = ()
     end_is_text: bool = False
+    space_ids: frozenset[int] = frozenset()
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -804,8 +807,9 @@ def read_prompt(prompt_ids: Sequence[int], markers: MarkerTokens) -> PromptState
     marker, as gpt-oss's `<|end|>`, is part of the marker). Within it:
 
     - `"open"`: a start marker with no end marker after it (a template that opens thinking, `<think>\\n`);
-    - `"closed"`: an end marker after any start marker (a template that switched thinking off, Qwen3's
-      `<think>\\n\\n</think>\\n\\n`, DeepSeek-V3.1's `</think>`): the answer begins; thinking is not re-opened;
+    - `"closed"`: an end marker after any start marker, followed by nothing but whitespace (a template that switched
+      thinking off, Qwen3's `<think>\\n\\n</think>\\n\\n`, DeepSeek-V3.1's `</think>`): the answer begins; thinking
+      is not re-opened;
     - `"absent"`: neither; the start marker is to be written.
 
     Markers in earlier turns (a user's own text, an earlier assistant's thinking) never decide.
@@ -829,7 +833,7 @@ def read_prompt(prompt_ids: Sequence[int], markers: MarkerTokens) -> PromptState
     end_at = end_at if end_at >= turn else -1
     if start_at >= 0 and end_at < start_at:
         return "open"
-    if end_at >= 0:
+    if end_at >= 0 and all(t in markers.space_ids for t in prompt[end_at + len(end):]):
         return "closed"
     return "absent"
 

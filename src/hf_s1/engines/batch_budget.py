@@ -412,7 +412,10 @@ class BatchBudget:
             last_start = torch.where(last_start >= turn, last_start, -1)
             last_end = torch.where(last_end >= turn, last_end, -1)
             thinking[r] = (last_start >= 0) & (last_end < last_start)
-            closed[r] = (last_end >= 0) & ~thinking[r]
+            space = torch.tensor(sorted(markers.space_ids) or [-3], device=self.device)
+            after = cols >= (last_end + len(end))[:, None]
+            only_space = (~after | torch.isin(p, space)).all(dim=1)
+            closed[r] = (last_end >= 0) & ~thinking[r] & only_space
             k_done = torch.zeros(len(rows), dtype=torch.long, device=self.device)
             for k in range(1, min(len(start) - 1, width) + 1):  # longest proper prefix the prompt ends with
                 k_done = torch.where((p[:, width - k:] == start[:k]).all(dim=1), k, k_done)

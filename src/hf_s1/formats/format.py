@@ -1,5 +1,5 @@
 """A think format (`ThinkFormat`): the marker strings around a model's thinking, as data, and their token ids for a
-tokenizer (`marker_tokens`)."""
+tokenizer (`format_tokens`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, Union
 
 from ..budget import BudgetError, MarkerTokens
 
-__all__ = ["ThinkFormat", "END_OF_TURN_TEXTS", "marker_tokens"]
+__all__ = ["ThinkFormat", "END_OF_TURN_TEXTS", "format_tokens"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class ThinkFormat:
 
     def tokens(self, tokenizer: Any) -> MarkerTokens:
         """Token ids of the markers for `tokenizer` (cached per tokenizer)."""
-        return marker_tokens(tokenizer, self)
+        return format_tokens(tokenizer, self)
 
     def to_dict(self) -> dict[str, Any]:
         """The format as a JSON-ready mapping (`ThinkFormat(**d)` builds it back)."""
@@ -157,26 +157,23 @@ def _is_control_token(tokenizer: Any, token_id: int) -> bool:
 
 
 @functools.lru_cache(maxsize=32)
+def _vocab_texts(tokenizer: Any) -> tuple[str, ...]:
+    return tuple(tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=False))
+
+
 def _ends_with_table(tokenizer: Any, suffix: str) -> frozenset[int]:
     if not suffix:
         return frozenset()
-    size = len(tokenizer)
-    texts = tokenizer.batch_decode([[i] for i in range(size)], skip_special_tokens=False)
-    return frozenset(i for i, t in enumerate(texts) if t.endswith(suffix))
+    return frozenset(i for i, t in enumerate(_vocab_texts(tokenizer)) if t.endswith(suffix))
 
 
-def marker_tokens(tokenizer: Any, fmt: Union[str, ThinkFormat, None] = None) -> MarkerTokens:
-    """Token ids of `fmt`'s markers for `tokenizer` (a preset name, a `ThinkFormat`, or None: the format resolved
-    from the tokenizer, `hf_s1.formats.resolve_format`); a `BudgetError` when the tokenizer cannot write them."""
-    if not isinstance(fmt, ThinkFormat):
-        from .resolve import get_format  # the resolver reads templates; this module only holds the data type
-
-        fmt = get_format(fmt, tokenizer)
-    return _marker_tokens(tokenizer, fmt)
+def _space_ids(tokenizer: Any) -> frozenset[int]:
+    return frozenset(i for i, t in enumerate(_vocab_texts(tokenizer)) if t and not t.strip())
 
 
 @functools.lru_cache(maxsize=32)  # tokenizers hash by identity; the vocabulary scan runs once per pair
-def _marker_tokens(tokenizer: Any, fmt: ThinkFormat) -> MarkerTokens:
+def format_tokens(tokenizer: Any, fmt: ThinkFormat) -> MarkerTokens:
+    """Token ids of `fmt`'s markers for `tokenizer`; a `BudgetError` when the tokenizer cannot write them."""
     stops, turns = _turn_ids(tokenizer, fmt)
     end = _encode_marker(tokenizer, fmt.think_end, "think_end", fmt)
     return MarkerTokens(
@@ -188,5 +185,6 @@ def _marker_tokens(tokenizer: Any, fmt: ThinkFormat) -> MarkerTokens:
         stop_ids=stops,
         turn_ends=turns,
         ends_with_before_end=_ends_with_table(tokenizer, fmt.before_end),
+        space_ids=_space_ids(tokenizer),
         encode=functools.partial(_encode, tokenizer),
     )

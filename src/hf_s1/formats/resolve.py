@@ -21,10 +21,12 @@ from collections.abc import Mapping
 from typing import Any, Union
 
 from ..budget import BudgetError
-from .format import ThinkFormat
+from ..budget import MarkerTokens
+from .format import ThinkFormat, format_tokens
 from .presets import ALIASES, PRESETS, REASONING_PARSERS, TEMPLATE_RULES
 
-__all__ = ["FORMATS", "get_format", "resolve_format", "detect_format", "format_from_template", "preset_names"]
+__all__ = ["FORMATS", "get_format", "resolve_format", "detect_format", "format_from_template", "preset_names",
+           "marker_tokens"]
 
 # Every name a format may be asked for by: the presets and their aliases.
 FORMATS: dict[str, ThinkFormat] = {**PRESETS, **{alias: PRESETS[name] for alias, name in ALIASES.items()}}
@@ -67,6 +69,12 @@ def get_format(fmt: Union[str, ThinkFormat, Mapping[str, Any], None], tokenizer:
         return FORMATS[fmt.lower()]
     raise BudgetError(f"unknown think format {fmt!r}; use one of {sorted(FORMATS)}, a ThinkFormat, or None to read "
                       f"it from the model.")
+
+
+def marker_tokens(tokenizer: Any, fmt: Union[str, ThinkFormat, Mapping[str, Any], None] = None) -> MarkerTokens:
+    """Token ids of a format's markers for `tokenizer`: `fmt` as `get_format` takes it (None: the format read from
+    the tokenizer); a `BudgetError` when no format is found or the tokenizer cannot write its markers."""
+    return format_tokens(tokenizer, get_format(fmt, tokenizer))
 
 
 def resolve_format(tokenizer: Any, *, reasoning_parser: str | None = None) -> ThinkFormat:
