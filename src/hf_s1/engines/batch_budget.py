@@ -171,6 +171,9 @@ class BatchBudget:
         # decided on the host), always when fused (no compiled variant per mix of profiles; the ops are no-ops
         # on other rows).
         self._any_s1 = self.fused
+        # The same for plain-text end markers (MarkerTokens.end_is_text): their ops run only when a slot has one.
+        self._text_slots: set[int] = set()
+        self._any_text = self.fused
         self._formats: dict[MarkerTokens, int] = {}
         # Table widths grow in powers of two from a floor that fits common formats and budgets: a compiled step
         # is specialised to its tables' widths, so a width compiles again only when it crosses a power of two
@@ -287,7 +290,8 @@ class BatchBudget:
         end_head_r = torch.full((n, t), -2, dtype=torch.long)
         stops = torch.zeros(n, n_stop, dtype=torch.long)
         stops_u = torch.zeros(n, n_stop, dtype=torch.bool)
-        scalars = {name: [] for name in ("end0", "end_text", "end_last", "end_len", "max_think", "min_think", "num_waits", "max_answer", "n_extrap", "fmt",
+        scalars = {name: [] for name in ("end0", "end_text", "end_last", "end_len", "max_think", "min_think",
+                                         "num_waits", "max_answer", "n_extrap", "fmt",
                                          "greedy", "seeded", "seed", "s1")}
         for i, (spec, seq_list, stop_list) in enumerate(rows):
             m, b = spec.markers, spec.budget
@@ -314,7 +318,9 @@ class BatchBudget:
             self.specs[slots[i]] = spec
             self._seq_rows[slots[i]] = tuple(tuple(q) for q in seq_list)
             (self._s1_slots.add if b.profile == "s1" else self._s1_slots.discard)(slots[i])
+            (self._text_slots.add if m.end_is_text else self._text_slots.discard)(slots[i])
         self._any_s1 = self.fused or bool(self._s1_slots)
+        self._any_text = self.fused or bool(self._text_slots)
         idx = torch.tensor(list(slots), dtype=torch.long, device=self.device)
         dev = self.device
         self.seqs[idx] = seqs.to(dev)
@@ -365,7 +371,9 @@ class BatchBudget:
             self.specs[s] = None
             self._seq_rows[s] = None
             self._s1_slots.discard(s)
+            self._text_slots.discard(s)
         self._any_s1 = self.fused or bool(self._s1_slots)
+        self._any_text = self.fused or bool(self._text_slots)
         if slots:
             idx = torch.tensor(list(slots), dtype=torch.long, device=self.device)
             self.state.phase[idx] = DONE
@@ -555,10 +563,13 @@ class BatchBudget:
         are distinct."""
         stops, uniq = self.stops[slot], self.stops_u[slot]
         with_end = (extend | self.s1[slot]) if self._any_s1 else extend  # s1 always watches the end marker
-        text = self.end_text[slot]  # a plain-text marker: its last token, once the tail holds the others
-        after_head = ((tail == self.end_head_r[slot]) | ~self.end_head_m[slot]).all(dim=1)
-        with_end = with_end & (~text | after_head)
-        end_col = torch.where(with_end, torch.where(text, self.end_last[slot], self.end0[slot]), stops[:, 0])
+        end = self.end0[slot]
+        if self._any_text:  # a plain-text marker: its last token, once the tail holds the others
+            text = self.end_text[slot]
+            after_head = ((tail == self.end_head_r[slot]) | ~self.end_head_m[slot]).all(dim=1)
+            with_end = with_end & (~text | after_head)
+            end = torch.where(text, self.end_last[slot], end)
+        end_col = torch.where(with_end, end, stops[:, 0])
         return torch.cat([stops, end_col[:, None]], dim=1), torch.cat([uniq, with_end[:, None]], dim=1)
 
     def replacement_head(self, slot: torch.Tensor, st: _State, extend: torch.Tensor) -> torch.Tensor:
@@ -584,14 +595,20 @@ class BatchBudget:
         pop = active & ~done & queued & (token == self._head(slot, st.qseq, st.qpos))
         own = active & ~done & ~pop  # the model's own token (a mismatch drops the rest of the forced run)
         is_stop = (self.stops[slot] == token[:, None]).any(dim=1)
-        end0 = self.end0[slot]
-        text = self.end_text[slot]
-        completes_end = own & ~is_stop & (st.phase == THINKING) & (token == end0) & ~text
+        starts_end = token == self.end0[slot]  # the model begins the end marker: it is completed for it
         tail = torch.where(active[:, None], torch.cat([st.tail[:, 1:], token[:, None]], dim=1), st.tail)
         ends_end = ((tail == self.end_r[slot]) | ~self.end_m[slot]).all(dim=1)
-        # A plain-text marker the model wrote itself: its last piece and the pieces before it are the marker.
-        text_end = own & ~is_stop & (st.phase == THINKING) & text & ends_end
-        thinking_own = torch.where(text_end | ((token == end0) & ~text), MARKER, THINK)
+        marker = starts_end
+        text_end = None
+        if self._any_text:
+            # A plain-text marker: its first piece alone is text, never completed; once the model wrote the whole
+            # marker itself, its last piece and the pieces before it are the marker.
+            text = self.end_text[slot]
+            starts_end = starts_end & ~text
+            text_end = own & ~is_stop & (st.phase == THINKING) & text & ends_end
+            marker = starts_end | text_end
+        completes_end = own & ~is_stop & (st.phase == THINKING) & starts_end
+        thinking_own = torch.where(marker, MARKER, THINK)
         own_kind = torch.where(is_stop, STOP, torch.where(st.phase == THINKING, thinking_own,
                                                           torch.where(st.phase == ANSWER, ANSWER_K, MARKER)))
         kind = torch.where(done, AFTER_STOP, torch.where(pop, st.qkind, own_kind))
@@ -601,8 +618,9 @@ class BatchBudget:
         qpos = torch.where(completes_end, 1, qpos)
         qlen = torch.where(completes_end, self.lens[slot, SEQ_END], qlen)
         qkind = torch.where(completes_end, MARKER, st.qkind)
-        pieces = torch.minimum(self.end_len[slot] - 1, st.thinking)
-        thinking = st.thinking + (active & ((kind == THINK) | (kind == EXTRAP))).long() - torch.where(text_end, pieces, 0)
+        thinking = st.thinking + (active & ((kind == THINK) | (kind == EXTRAP))).long()
+        if text_end is not None:
+            thinking = thinking - torch.where(text_end, torch.minimum(self.end_len[slot] - 1, st.thinking), 0)
         answer = st.answer + (active & (kind == ANSWER_K)).long()
         ends_start = ((tail == self.start_r[slot]) | ~self.start_m[slot]).all(dim=1)
         phase = torch.where(active & (st.phase == BEFORE) & ends_start, THINKING, st.phase)
