@@ -238,3 +238,15 @@ def test_unreadable_markers_are_an_error_on_every_entry_point(plain_dir, capsys)
     # Named, the same model runs.
     assert main(["generate", "Q", "--model", str(plain_dir), "--max-thinking", "2", "--max-answer", "2",
                  "--format", "s1"]) == 0
+
+
+def test_family_rules_still_read_the_switch(default_model_dir):
+    """A template that never renders earlier thinking falls to the family rules, which keep its switch."""
+    from families import _chatml
+
+    template = _chatml("\\n", "{{- m.content }}", "{%- if enable_thinking is defined and not enable_thinking %}"
+                       "{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}")
+    tok = family_tokenizer(default_model_dir, Family("hidden", "r1", template, ("<think>", "</think>"), "<|im_end|>",
+                                                     None, "-", special=False))
+    fmt = resolve_format(tok)
+    assert (fmt.think_start, fmt.think_end, fmt.switch) == ("<think>", "</think>", "enable_thinking")

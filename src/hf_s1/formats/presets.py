@@ -60,6 +60,7 @@ TEMPLATE_RULES: tuple[tuple[str, str], ...] = (
     ("<seed:think>", "seed-oss"),
     ("<|channel>thought", "gemma4"),
     ("<|im_start|>think", "s1"),
+    ("<｜Assistant｜></think>", "deepseek-v3.1"),  # V3.1 / V3.2 close thinking in the prompt when it is off
     ("<think>", "r1"),
     ("</think>", "r1"),
 )

@@ -234,14 +234,22 @@ def format_from_template(tokenizer: Any, looked: list[str] | None = None) -> Thi
         looked.append(f"chat template: thinking ends with {end!r} but its start marker could not be told apart from "
                       "the assistant header")
         return None
-    switch = next((kw for kw in _SWITCHES
-                   if _render(tokenizer, user, True, **{kw: False}) not in (None, _render(tokenizer, user, True, **{kw: True}))),
-                  None)
+    switch = _switch(tokenizer)
     base_fmt = _preset_like(start, end, after_start) or ThinkFormat("template", start, end)
     if (base_fmt.think_start, base_fmt.think_end) != (start, end):  # a preset that holds the whitespace: its own
         return base_fmt
     return _named(dataclasses.replace(base_fmt, after_start=after_start, before_end=lead_end, after_end=after_end,
                                       switch=switch or base_fmt.switch))
+
+
+def _switch(tokenizer: Any) -> str | None:
+    """The known keyword that changes the generation prompt when set off (the template's thinking switch)."""
+    user = [{"role": "user", "content": _QUESTION_PROBE}]
+    for kw in _SWITCHES:
+        off = _render(tokenizer, user, True, **{kw: False})
+        if off is not None and off != _render(tokenizer, user, True, **{kw: True}):
+            return kw
+    return None
 
 
 def _common_prefix(a: str, b: str) -> str:
@@ -264,7 +272,9 @@ def _from_rules(tokenizer: Any, looked: list[str]) -> ThinkFormat | None:
     template = _template_text(tokenizer)
     for literal, name in TEMPLATE_RULES:
         if literal in template:
-            return PRESETS[name]
+            preset = PRESETS[name]
+            switch = _switch(tokenizer) if getattr(tokenizer, "chat_template", None) else None
+            return dataclasses.replace(preset, switch=switch) if switch and switch != preset.switch else preset
     looked.append("family rules: the chat template holds none of "
                   + ", ".join(repr(lit) for lit, _ in TEMPLATE_RULES))
     return None
