@@ -36,24 +36,38 @@ def build_prompt(
     thinking is closed (a template told to switch thinking off) is left closed. Markers in a user's own text never
     decide. `chat_template_kwargs` reach the template (`enable_thinking`, `reasoning_effort`, ...).
     """
+    markers = markers if markers is not None else marker_tokens(tokenizer, fmt)
+    text = _template_text(tokenizer, prompt, system_prompt, chat_template, chat_template_kwargs)
+    return _open_thinking(tokenizer, text, fmt, markers)[0]
+
+
+def _template_text(tokenizer: Any, prompt: Prompt, system_prompt: str | None, chat_template: bool,
+                   chat_template_kwargs: Mapping[str, Any] | None) -> str:
+    """The prompt through the chat template with a generation prompt (or as plain text)."""
     messages = check_prompt(prompt)
     if not chat_template:
         if not isinstance(prompt, str):
             raise BudgetError("chat_template=False takes plain string prompts, not chat messages.")
-        text = prompt
-    else:
-        if not getattr(tokenizer, "chat_template", None):
-            raise BudgetError(
-                "this tokenizer has no chat template: set tokenizer.chat_template, or pass chat_template=False to "
-                "use prompts as plain text followed by the think-start marker."
-            )
-        if system_prompt is not None and messages[0].get("role") != "system":
-            messages.insert(0, {"role": "system", "content": system_prompt})
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                             **dict(chat_template_kwargs or {}))
-    markers = markers if markers is not None else marker_tokens(tokenizer, fmt)
-    state = read_prompt(_encode_prompt(tokenizer, text, fmt, markers), markers)
-    return text if state != "absent" else f"{text}{fmt.think_start}"
+        return prompt
+    if not getattr(tokenizer, "chat_template", None):
+        raise BudgetError(
+            "this tokenizer has no chat template: set tokenizer.chat_template, or pass chat_template=False to "
+            "use prompts as plain text followed by the think-start marker."
+        )
+    if system_prompt is not None and messages[0].get("role") != "system":
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                         **dict(chat_template_kwargs or {}))
+
+
+def _open_thinking(tokenizer: Any, text: str, fmt: ThinkFormat, markers: MarkerTokens) -> tuple[str, list[int]]:
+    """`text` with the start marker appended when its last turn has not begun thinking, and its token ids
+    (tokenised once: the marker keeps its own tokens)."""
+    ids = _encode_prompt(tokenizer, text, fmt, markers)
+    if read_prompt(ids, markers) != "absent":
+        return text, ids
+    # Not begun: the text ends with no marker, so its ids are the plain tokenisation; the marker keeps its own.
+    return f"{text}{fmt.think_start}", ids + list(markers.think_start)
 
 
 def check_template_kwargs(kwargs: Any) -> dict[str, Any]:
@@ -145,10 +159,12 @@ def prepare_requests(
     markers = marker_tokens(tokenizer, fmt)
     budgets = as_budgets(budget, len(prompt_list))
     template_kwargs = check_template_kwargs(chat_template_kwargs)
-    texts = [build_prompt(tokenizer, p, fmt, system_prompt=system_prompt, chat_template=chat_template,
-                          chat_template_kwargs=_with_budget(template_kwargs, fmt, b), markers=markers)
-             for p, b in zip(prompt_list, budgets)]
-    input_ids = [_encode_prompt(tokenizer, t, fmt, markers) for t in texts]
+    texts, input_ids = [], []
+    for p, b in zip(prompt_list, budgets):
+        text = _template_text(tokenizer, p, system_prompt, chat_template, _with_budget(template_kwargs, fmt, b))
+        text, ids = _open_thinking(tokenizer, text, fmt, markers)
+        texts.append(text)
+        input_ids.append(ids)
     for i, (ids, b) in enumerate(zip(input_ids, budgets)):
         if (b.min_thinking_tokens or b.num_waits) and read_prompt(ids, markers) == "closed":
             raise BudgetError(
