@@ -6,6 +6,8 @@ Run locally with `python spaces/app.py` (the embedded SmolLM2-135M-Instruct), or
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import copy
 import os
 import queue
@@ -101,6 +103,7 @@ class SpaceRuntime:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.completed = 0
+        self._generate_on_device = zero_gpu(self.generate)
 
     @classmethod
     def load(cls, settings: SpaceSettings | None = None) -> SpaceRuntime:
@@ -138,31 +141,59 @@ class SpaceRuntime:
                 self.completed += 1
             self._tokenizers.put(tokenizer)
 
-    def start(self, question: str, budget: ThinkingBudget, temperature: float, tag: str, sink: queue.Queue,
+    def generate(self, question: str, budget: ThinkingBudget, temperature: float, max_new_tokens: int | None,
+                 stop: StoppingCriteriaList | None, tag: str) -> Iterator[tuple[Any, Any]]:
+        """One streamed generation: yields `(chunk, live_thinking_tokens)` for every `ThoughtChunk`, then
+        `(None, result)`. On a ZeroGPU Space this is the function that holds the GPU (`zero_gpu`)."""
+        with self._borrow_tokenizer() as tokenizer:
+            stream = stream_with_budget(
+                self.model, tokenizer, question, budget, do_sample=temperature > 0,
+                temperature=temperature or 1.0, max_new_tokens=max_new_tokens, stopping_criteria=stop,
+                thread_name=f"hf-s1-{tag}-generate",
+            )
+            for chunk in stream:
+                stats = stream.live_stats()  # has counted every chunk sent so far
+                yield chunk, 0 if stats is None else stats.thinking_tokens
+            yield None, stream.result
+
+    def start(self, question: str, budget: ThinkingBudget, temperature: float, tag: str, sink: Any,
               max_new_tokens: int | None = None, cancel: threading.Event | None = None) -> threading.Thread:
-        """Run one generation in the background. `sink` receives `(tag, chunk, live_thinking_tokens)` for
+        """Run one generation in the background. `sink.put` receives `(tag, chunk, live_thinking_tokens)` for
         every streamed `ThoughtChunk`, then `(tag, None, result_or_exception)`. Setting `cancel` stops the
         generation at its next decoding step (the visitor closed or abandoned the request)."""
         stop = StoppingCriteriaList([_Cancelled(cancel)]) if cancel is not None else None
+        generate = self._generate_on_device
 
         def pump() -> None:
             try:
-                with self._borrow_tokenizer() as tokenizer:
-                    stream = stream_with_budget(
-                        self.model, tokenizer, question, budget, do_sample=temperature > 0,
-                        temperature=temperature or 1.0, max_new_tokens=max_new_tokens, stopping_criteria=stop,
-                        thread_name=f"hf-s1-{tag}-generate",
-                    )
-                    for chunk in stream:
-                        stats = stream.live_stats()  # has counted every chunk sent so far
-                        sink.put((tag, chunk, 0 if stats is None else stats.thinking_tokens))
-                    sink.put((tag, None, stream.result))
+                for chunk, payload in generate(question, budget, temperature, max_new_tokens, stop, tag):
+                    sink.put((tag, chunk, payload))
             except BaseException as exc:  # hand the failure to the page instead of hanging it
                 sink.put((tag, None, exc))
 
-        thread = threading.Thread(target=pump, daemon=True, name=f"hf-s1-{tag}")
+        # The request's context goes with the thread (ZeroGPU reads the visitor's request from it).
+        context = contextvars.copy_context()
+        thread = threading.Thread(target=context.run, args=(pump,), daemon=True, name=f"hf-s1-{tag}")
         thread.start()
         return thread
+
+
+class _LoopSink:
+    """What the generation threads put into and the page's handler awaits: items are handed to the handler's
+    event loop, so waiting for the next one is an `await` that a cancelled request interrupts."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._items: asyncio.Queue = asyncio.Queue()
+
+    def put(self, item: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+        except RuntimeError:  # the server has shut down its loop: nobody is waiting any more
+            pass
+
+    async def get(self) -> Any:
+        return await self._items.get()
 
 
 class _Cancelled(StoppingCriteria):
@@ -218,8 +249,8 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
     settings = runtime.settings
     cap = settings.max_thinking_tokens
 
-    def ask(question, chat_forced, chat_plain, min_tokens, max_tokens, num_waits, extrapolation, custom,
-            temperature, compare):
+    async def ask(question, chat_forced, chat_plain, min_tokens, max_tokens, num_waits, extrapolation, custom,
+                  temperature, compare):
         try:
             question = check_question(question, settings)
             budget = budget_from_controls(settings, min_tokens, max_tokens, num_waits, extrapolation, custom)
@@ -235,10 +266,15 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
         user = gr.ChatMessage(role="user", content=question)
         forced = ThoughtView(budget, key=f"{turn}-forced", label="Thinking (budget forcing)")
         plain = ThoughtView(None, key=f"{turn}-plain", label="Thinking (no budget forcing)") if compare else None
-        sink: queue.Queue = queue.Queue()
-        # Set when this request ends for any reason: a visitor who cancels or leaves closes this generator
-        # (gradio closes the iterator), and its generations stop at their next step instead of running on.
+        sink = _LoopSink()
+        # Set when this request ends for any reason; its generations then stop at their next decoding step. gradio
+        # runs every step of a request in one task: when that task ends (finished, cancelled, or its client gone)
+        # the event is set, whether or not gradio also closes this generator (it may only drop it, when cancelled
+        # between two steps). Waiting is an `await`, so a cancel that arrives mid-step reaches `finally` at once.
         cancel = threading.Event()
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(lambda _: cancel.set())
         runtime.start(question, budget, temperature, "forced", sink, cancel=cancel)
         if plain is not None:
             # The same question with no bounds: only the Space's own token limits apply.
@@ -261,7 +297,7 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
             yield render()
             running = 1 + (plain is not None)
             while running:
-                tag, chunk, payload = sink.get()
+                tag, chunk, payload = await sink.get()
                 view = views[tag]
                 if chunk is None:
                     running -= 1
@@ -275,8 +311,6 @@ def build_demo(runtime: SpaceRuntime) -> gr.Blocks:
                 yield render()
         finally:
             cancel.set()
-
-    ask = zero_gpu(ask)
 
     def check_bounds(min_value, max_value):
         # Live feedback as the sliders move; `ask` checks every value again on the server.
