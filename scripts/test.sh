@@ -14,4 +14,4 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # Two workers (one file per worker at a time: module fixtures stay in one process), as many as the CI machine has
 # cores; HF_S1_TEST_WORKERS=0 runs in one process.
-exec python -m pytest -q -n "${HF_S1_TEST_WORKERS:-2}" --dist loadfile "$@"
+exec python -m pytest -q -n "${HF_S1_TEST_WORKERS:-2}" --dist loadfile --durations=30 "$@"

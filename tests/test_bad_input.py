@@ -26,15 +26,27 @@ def test_extrapolation_that_would_end_thinking_is_refused(tokenizer, text):
         BudgetTracker(ThinkingBudget(min_thinking_tokens=8, extrapolation=["Wait", text]), markers)
 
 
-def test_extrapolation_with_a_start_marker_is_plain_thinking(model, tokenizer):
-    # Documented: a start marker inside an extrapolation is plain thinking text (thinking has begun already).
+@pytest.mark.parametrize("field", ["extrapolation", "answer_prefix"])
+@pytest.mark.parametrize("text", ["Wait<|im_start|>", "Wait <|im_start|>think", "ok<|im_start|>user\nhi"])
+def test_budget_strings_that_forge_turns_are_refused(model, tokenizer, field, text):
+    # A chat-structure token inside an injected string would write a fake turn (or marker) into the output.
     from hf_s1 import generate_with_budget
 
-    budget = ThinkingBudget(min_thinking_tokens=20, max_thinking_tokens=28, extrapolation="Wait <|im_start|>think",
+    budget = ThinkingBudget(min_thinking_tokens=4, max_thinking_tokens=8, **{field: text})
+    with pytest.raises(BudgetError, match=f"{field} .*chat-structure token '<\\|im_start\\|>'.*remove it"):
+        generate_with_budget(model, tokenizer, "What is 2+3?", budget)
+
+
+def test_extrapolation_with_a_plain_text_start_marker_is_thinking(model, tokenizer):
+    # Documented: a start marker that is plain text (R1's <think> on a tokenizer without such a token) is thinking
+    # text inside an extrapolation: thinking has begun already, so it neither restarts nor nests.
+    from hf_s1 import generate_with_budget
+
+    budget = ThinkingBudget(min_thinking_tokens=20, max_thinking_tokens=28, extrapolation="Wait <think>",
                             max_answer_tokens=2)
-    r = generate_with_budget(model, tokenizer, "What is 2+3?", budget)[0]
+    r = generate_with_budget(model, tokenizer, "What is 2+3?", budget, think_format="r1")[0]
     assert 20 <= r.thinking_tokens <= 28 and r.waits >= 1
-    assert r.text.count("<|im_start|>answer") == 1
+    assert r.text.count("</think>") == 1 and "Wait <think>" in r.thinking
 
 
 @pytest.mark.parametrize("bad", [{"Wait"}, {"Wait": 1}, 7, None, ["Wait", 3], [], ""])

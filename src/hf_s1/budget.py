@@ -61,6 +61,11 @@ DEFAULT_ALLOWANCE = 32768
 AUTO_ANSWER_MARGIN = 100
 
 
+# The largest count a budget may hold: more tokens than any context, and within what every engine's tables (and
+# vLLM's int64 sampling fields) hold, so one request's count can never overflow a table shared with others.
+MAX_COUNT = 2**31 - 1
+
+
 def _check_count(name: str, value: Any, *, allow_none: bool) -> None:
     if value is None and allow_none:
         return
@@ -69,6 +74,9 @@ def _check_count(name: str, value: Any, *, allow_none: bool) -> None:
         raise BudgetError(f"{name} must be a non-negative int{' or None' if allow_none else ''}, got {value!r}.")
     if value < 0:
         raise BudgetError(f"{name} must be >= 0, got {value}.")
+    if value > MAX_COUNT:
+        fix = "use None for no limit" if allow_none else "use a smaller number"
+        raise BudgetError(f"{name}={value} is more than any context holds (at most {MAX_COUNT}): {fix}.")
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,8 @@ class ThinkingBudget:
     """How long a model may think, as in s1 budget forcing (arXiv 2501.19393).
 
     Thinking tokens are every token generated after the think-start marker and before the end marker,
-    injected extrapolation tokens included; markers and the answer prefix are not counted.
+    injected extrapolation tokens included; markers and the answer prefix are not counted. Every count is an int
+    from 0 to `MAX_COUNT` (2**31 - 1, more than any context); a larger one is refused (`None` sets no limit).
 
     Args:
         max_thinking_tokens (`int` or `"auto"`, *optional*):
@@ -258,6 +267,9 @@ class MarkerTokens:
             counted as marker, not thinking, once the marker is whole.
         space_ids: ids whose text is only whitespace: what may follow the end marker of a prompt that closes
             thinking (`read_prompt`).
+        control_tokens: id -> text of the chat-structure tokens (special tokens, and added markup tokens such as
+            `<think>` or `[TOOL_CALLS]`): an extrapolation or answer prefix holding one would forge a turn or a
+            marker inside the output, and is refused.
     """
 
     think_start: tuple[int, ...]
@@ -270,6 +282,7 @@ class MarkerTokens:
     turn_ends: tuple[int, ...] = ()
     end_is_text: bool = False
     space_ids: frozenset[int] = frozenset()
+    control_tokens: Mapping[int, str] = field(default_factory=dict, repr=False, compare=False)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -316,10 +329,14 @@ class MarkerTokens:
             if what == "extrapolation" and ids and ids[0] == self.think_end[0]:
                 raise BudgetError(f"extrapolation {text!r} starts with the end-of-thinking marker's first token.")
             if what == "extrapolation" and _find(ids, self.think_end) >= 0:
-                # It would end thinking inside the injection, below the minimum. (A start marker inside one is
-                # plain thinking text: thinking has begun already, so it neither restarts nor nests.)
+                # It would end thinking inside the injection, below the minimum. (A plain-text start marker inside
+                # one is thinking text: thinking has begun already, so it neither restarts nor nests.)
                 raise BudgetError(f"extrapolation {text!r} contains the end-of-thinking marker: it would end the "
                                   f"thinking it is meant to extend; remove the marker from the string.")
+            forged = [self.control_tokens[i] for i in ids if i in self.control_tokens]
+            if forged:
+                raise BudgetError(f"{what} {text!r} holds the chat-structure token {forged[0]!r}: it would forge a "
+                                  f"turn or a marker inside the output; remove it from the string.")
             self._cache[key] = ids
         return self._cache[key]
 

@@ -90,6 +90,7 @@ def check_prompt(prompt: Any) -> list[dict[str, str]]:
     if isinstance(prompt, str):
         if not prompt.strip():
             raise BudgetError("a prompt is empty; give every prompt some text.")
+        check_text(prompt, "the prompt")
         return [{"role": "user", "content": prompt}]
     if not isinstance(prompt, Sequence) or not prompt or not all(isinstance(m, Mapping) for m in prompt):
         raise BudgetError(f"a prompt must be a non-empty string or a list of chat messages, got {prompt!r}.")
@@ -102,8 +103,19 @@ def check_prompt(prompt: Any) -> list[dict[str, str]]:
             raise BudgetError(f"chat message {i} ({role}) has content {content!r}: content must be a string.")
         if not content.strip():
             raise BudgetError(f"chat message {i} ({role}) is empty; give it some text or leave the message out.")
+        check_text(content, f"chat message {i} ({role})")
         messages.append(dict(m))
     return messages
+
+
+def check_text(text: str, what: str) -> None:
+    """Refuse text no tokenizer can take (a lone surrogate such as "\\ud800", left by a bad decode or a JSON
+    escape), naming where it is, instead of a `TypeError` from the tokenizers library."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BudgetError(f"{what} holds {text[exc.start:exc.end]!r} at character {exc.start}, which is not valid "
+                          f"Unicode text (a lone surrogate); remove it or decode the text correctly.") from None
 
 
 @dataclass
@@ -160,8 +172,15 @@ def prepare_requests(
     budgets = as_budgets(budget, len(prompt_list))
     template_kwargs = check_template_kwargs(chat_template_kwargs)
     texts, input_ids = [], []
-    for p, b in zip(prompt_list, budgets):
-        text = _template_text(tokenizer, p, system_prompt, chat_template, _with_budget(template_kwargs, fmt, b))
+    if isinstance(system_prompt, str):
+        check_text(system_prompt, "system_prompt")
+    for i, (p, b) in enumerate(zip(prompt_list, budgets)):
+        try:
+            text = _template_text(tokenizer, p, system_prompt, chat_template, _with_budget(template_kwargs, fmt, b))
+        except BudgetError as exc:
+            if len(prompt_list) == 1:
+                raise
+            raise BudgetError(f"prompt {i}: {exc}") from None
         text, ids = _open_thinking(tokenizer, text, fmt, markers)
         texts.append(text)
         input_ids.append(ids)

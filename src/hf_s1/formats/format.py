@@ -167,6 +167,19 @@ def _ends_with_table(tokenizer: Any, suffix: str) -> frozenset[int]:
     return frozenset(i for i, t in enumerate(_vocab_texts(tokenizer)) if t.endswith(suffix))
 
 
+def _control_tokens(tokenizer: Any) -> dict[int, str]:
+    """The chat-structure tokens: special tokens, and added tokens shaped as markup (`<think>`, `<tool_call>`,
+    `[THINK]`). An added token of ordinary text (some vocabularies add whitespace runs or words) is not one."""
+    tokens = {int(i): t for i, t in zip(getattr(tokenizer, "all_special_ids", ()) or (),
+                                         getattr(tokenizer, "all_special_tokens", ()) or ())}
+    for i, added in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items():
+        text = str(getattr(added, "content", added))
+        markup = len(text) > 2 and text[0] + text[-1] in ("<>", "[]")
+        if getattr(added, "special", False) or markup:
+            tokens[int(i)] = text
+    return tokens
+
+
 def _space_ids(tokenizer: Any) -> frozenset[int]:
     return frozenset(i for i, t in enumerate(_vocab_texts(tokenizer)) if t and not t.strip())
 
@@ -186,5 +199,6 @@ def format_tokens(tokenizer: Any, fmt: ThinkFormat) -> MarkerTokens:
         turn_ends=turns,
         ends_with_before_end=_ends_with_table(tokenizer, fmt.before_end),
         space_ids=_space_ids(tokenizer),
+        control_tokens=_control_tokens(tokenizer),
         encode=functools.partial(_encode, tokenizer),
     )
