@@ -16,8 +16,9 @@ s1's `max_tokens`), `until` (the answer's stop strings), `do_sample`, `temperatu
 from __future__ import annotations
 
 import dataclasses
+import math
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,13 +58,46 @@ class HarnessRequest:
     thinking_stops: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _int(name: str, value: Any) -> int:
+def _int(name: str, value: Any, *, low: int | None = None, fix: str = "") -> int:
     try:
         if isinstance(value, bool) or float(value) != int(float(value)):
             raise ValueError
-        return int(float(value))
-    except (TypeError, ValueError):
+        number = int(float(value))
+    except (TypeError, ValueError, OverflowError):
         raise BudgetError(f"gen_kwargs {name}={value!r}: give a whole number.") from None
+    if low is not None and number < low:
+        raise BudgetError(f"gen_kwargs {name}={value!r}: {fix}.")
+    return number
+
+
+def _float(name: str, value: Any, ok: Callable[[float], bool], fix: str) -> float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BudgetError(f"gen_kwargs {name}={value!r}: give a number ({fix}).") from None
+    if not math.isfinite(number) or not ok(number):  # NaN fails every comparison: refused, never greedy
+        raise BudgetError(f"gen_kwargs {name}={value!r}: {fix}.")
+    return number
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise BudgetError(f"gen_kwargs {name}={value!r}: give True or False.")
+
+
+def _strings(name: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise BudgetError(f"gen_kwargs {name}={value!r}: give a string or a list of strings.")
 
 
 def _format_of(start: str, end: str) -> ThinkFormat:
@@ -144,16 +178,21 @@ def from_gen_kwargs(gen_kwargs: Mapping[str, Any], *, default_format: ThinkForma
     except BudgetError as exc:
         message = str(exc)
         raise BudgetError(message if message.startswith("gen_kwargs") else f"gen_kwargs: {message}") from None
-    until = kwargs.get("until") or ()
-    until = (until,) if isinstance(until, str) else tuple(str(u) for u in until)
+    until = _strings("until", kwargs.get("until"))
     max_gen = kwargs.get("max_gen_toks")
-    temperature = float(kwargs.get("temperature", 0.0) or 0.0)
-    do_sample = bool(kwargs.get("do_sample", temperature > 0.0))
+    if max_gen is not None:
+        max_gen = _int("max_gen_toks", max_gen, low=1, fix="give at least 1 token")
+    temperature = _float("temperature", kwargs.get("temperature", 0.0), lambda t: t >= 0,
+                         "give 0 for greedy or a positive temperature")
+    do_sample = _bool("do_sample", kwargs["do_sample"]) if "do_sample" in kwargs else temperature > 0.0
     if do_sample and temperature <= 0.0:
         raise BudgetError("gen_kwargs do_sample=True with temperature=0: set temperature above 0, or do_sample=False.")
+    top_p = _float("top_p", kwargs.get("top_p", 1.0), lambda p: 0 < p <= 1, "give a value in (0, 1]; 1 turns it off")
+    top_k = _int("top_k", kwargs.get("top_k", 0), low=0, fix="give 0 to turn top-k off (vLLM's -1) or a positive int")
+    min_p = kwargs.get("min_p")
+    if min_p is not None:
+        min_p = _float("min_p", min_p, lambda p: 0 <= p <= 1, "give a value in [0, 1]; 0 turns it off")
     return HarnessRequest(
-        budget=budget, think_format=fmt, max_gen_toks=None if max_gen is None else _int("max_gen_toks", max_gen),
-        until=until, do_sample=do_sample, temperature=temperature if do_sample else 1.0,
-        top_p=float(kwargs.get("top_p", 1.0)), top_k=_int("top_k", kwargs.get("top_k", 0)),
-        min_p=None if kwargs.get("min_p") is None else float(kwargs["min_p"]),
+        budget=budget, think_format=fmt, max_gen_toks=max_gen, until=until, do_sample=do_sample,
+        temperature=temperature if do_sample else 1.0, top_p=top_p, top_k=top_k, min_p=min_p,
         seed=None if kwargs.get("seed") is None else _int("seed", kwargs["seed"]), thinking_stops=stops)

@@ -76,7 +76,7 @@ class HfS1LM(LM):
             raise EvalError(f"model_args engine={engine!r}: use one of {', '.join(ENGINES)}.")
         if engine == "transformers" and llm_kwargs:
             raise EvalError(f"model_args {', '.join(sorted(llm_kwargs))}: only engine=vllm takes engine settings.")
-        size = 8 if batch_size in (None, "") or str(batch_size).startswith("auto") else int(batch_size)
+        size = _batch_size(batch_size)
         self.engine = load_engine(engine, pretrained, batch_size=size, think_format=think_format, **llm_kwargs)
         self.tokenizer = self.engine.tokenizer
         self._name = str(pretrained or "embedded-smollm2")
@@ -157,6 +157,18 @@ class HfS1LM(LM):
 def _settings(gen_kwargs: dict[str, Any]) -> dict[str, Any]:
     """The request's settings, without the telemetry this backend adds to them."""
     return {k: v for k, v in gen_kwargs.items() if k != TELEMETRY_KEY}
+
+
+def _batch_size(value: Any) -> int:
+    """lm-eval's --batch_size: a positive int, or "auto" / "auto:N", which mean 8 prompts per call."""
+    if value in (None, "") or str(value).startswith("auto"):
+        return 8
+    try:
+        if isinstance(value, bool) or float(value) != int(float(value)) or int(float(value)) < 1:
+            raise ValueError
+        return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        raise EvalError(f"--batch_size {value!r}: give a positive whole number or auto.") from None
 
 
 def _cut(text: str, answer: str, until: Sequence[str]) -> str:
