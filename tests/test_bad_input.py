@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import pytest
 
 from hf_s1 import BudgetError, ThinkingBudget
 from hf_s1.budget import BudgetTracker
-from hf_s1.formats import ThinkFormat, marker_tokens
+from hf_s1.formats import ThinkFormat, get_format, marker_tokens
 from hf_s1.prompts import build_prompt, check_prompt, check_sampling, prepare_requests
 
 # ---- extrapolation strings that would end thinking ---------------------------------------------------------
@@ -205,3 +206,152 @@ def test_space_controls_refuse_non_numbers(load_space_app, value):
 
     with pytest.raises(SpaceInputError):
         budget_from_controls(SpaceSettings(), value, 16, 1, "Wait")
+
+
+S1 = get_format("s1")
+
+# ---- counts beyond any table (second round) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["max_thinking_tokens", "min_thinking_tokens", "num_waits", "max_answer_tokens"])
+@pytest.mark.parametrize("value", [2**31, 2**63, 2**64 - 1])
+def test_counts_beyond_any_context_are_refused_naming_the_field(field, value):
+    with pytest.raises(BudgetError, match=f"{field}={value} is more than any context holds"):
+        ThinkingBudget(**{field: value})
+    assert ThinkingBudget(**{field: 2**31 - 1, **({"max_thinking_tokens": None} if field != "max_thinking_tokens"
+                                                   else {})}) is not None  # the largest count is accepted
+
+
+def test_huge_counts_are_refused_on_every_entry_point(model, tokenizer):
+    from hf_s1 import BudgetForcingLogitsProcessor, generate_with_budget
+    from hf_s1.harness.gen_kwargs import from_gen_kwargs
+    from hf_s1.train.grpo import BudgetRollout
+
+    refused = {
+        "generate_with_budget": lambda: generate_with_budget(model, tokenizer, "Hi", {"num_waits": 2**63}),
+        "the raw processor": lambda: BudgetForcingLogitsProcessor(tokenizer, {"max_thinking_tokens": 2**63}, "s1"),
+        "lm-eval gen_kwargs": lambda: from_gen_kwargs({"max_thinking_tokens": 2**63}, default_format=S1),
+        "s1 gen_kwargs": lambda: from_gen_kwargs({"thinking_n_ignore": 2**64 - 1, "thinking_n_ignore_str": "Wait"},
+                                                 default_format=S1),
+        "GRPO rollout": lambda: BudgetRollout({"max_answer_tokens": 2**63}),
+    }
+    for where, call in refused.items():
+        with pytest.raises(BudgetError, match="more than any context holds") as err:
+            call()
+        assert "max_thinking_tokens" in str(err.value) or "num_waits" in str(err.value) or \
+            "max_answer_tokens" in str(err.value), where
+    # the same model answers the next plain request
+    assert generate_with_budget(model, tokenizer, "Hi", ThinkingBudget(max_thinking_tokens=2, max_answer_tokens=2))
+
+
+def test_cli_huge_count_gives_one_line():
+    proc = _cli("generate", "--max_thinking_tokens", str(2**63), "Hi")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "max_thinking_tokens=9223372036854775808 is more than any context" in proc.stderr
+
+
+# ---- text the tokenizer cannot take ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prompts,where", [
+    (["What is 2+3?", "bad \ud800 text"], "prompt 1: the prompt holds '\\ud800' at character 4"),
+    ([[{"role": "user", "content": "x\udfff"}]], "chat message 0 (user) holds '\\udfff' at character 1"),
+])
+def test_lone_surrogates_are_refused_naming_the_prompt(model, tokenizer, prompts, where):
+    from hf_s1 import generate_with_budget
+
+    for cb in (False, True):
+        with pytest.raises(BudgetError, match=re.escape(where)):
+            generate_with_budget(model, tokenizer, prompts, ThinkingBudget(max_thinking_tokens=2),
+                                 continuous_batching=cb)
+
+
+# ---- careless flag values ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0, 1, "yes", "False", None.__class__])
+def test_continuous_batching_flag_must_be_a_bool(model, tokenizer, value):
+    from hf_s1 import generate_with_budget
+    from hf_s1.train.grpo import BudgetRollout
+
+    with pytest.raises(BudgetError, match="continuous_batching must be True, False"):
+        generate_with_budget(model, tokenizer, "Hi", ThinkingBudget(max_thinking_tokens=2), continuous_batching=value)
+    with pytest.raises(BudgetError, match="continuous_batching must be True or False"):
+        BudgetRollout({"max_thinking_tokens": 2}, continuous_batching=value)
+
+
+# ---- lm-eval gen_kwargs: types and ranges ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"temperature": "abc"}, "temperature='abc': give a number"),
+    ({"top_p": "x"}, "top_p='x': give a number"),
+    ({"until": 5}, "until=5: give a string or a list of strings"),
+    ({"until": ["a", 3]}, "until=.*give a string or a list of strings"),
+    ({"temperature": math.nan}, "temperature=nan: give 0 for greedy"),
+    ({"temperature": -1}, "temperature=-1: give 0 for greedy"),
+    ({"max_gen_toks": 0}, "max_gen_toks=0: give at least 1 token"),
+    ({"max_gen_toks": -5}, "max_gen_toks=-5: give at least 1 token"),
+    ({"max_gen_toks": math.inf}, "max_gen_toks=inf: give a whole number"),
+    ({"top_k": -1}, "top_k=-1: give 0 to turn top-k off"),
+    ({"top_p": 0}, "top_p=0: give a value in \\(0, 1\\]"),
+    ({"min_p": 2}, "min_p=2: give a value in \\[0, 1\\]"),
+    ({"do_sample": "yes"}, "do_sample='yes': give True or False"),
+    ({"seed": "x"}, "seed='x': give a whole number"),
+])
+def test_gen_kwargs_types_and_ranges(kwargs, match):
+    from hf_s1.harness.gen_kwargs import from_gen_kwargs
+
+    with pytest.raises(BudgetError, match=f"gen_kwargs {match}"):
+        from_gen_kwargs(kwargs, default_format=S1)
+
+
+def test_gen_kwargs_in_range_are_read_exactly():
+    from hf_s1.harness.gen_kwargs import from_gen_kwargs
+
+    r = from_gen_kwargs({"temperature": "0.7", "top_p": 0.9, "top_k": 20, "min_p": 0.05, "do_sample": "True",
+                         "until": "</s>", "max_gen_toks": "64"}, default_format=S1)
+    assert (r.temperature, r.top_p, r.top_k, r.min_p, r.do_sample, r.until, r.max_gen_toks) == (
+        0.7, 0.9, 20, 0.05, True, ("</s>",), 64)
+    greedy = from_gen_kwargs({"temperature": 0}, default_format=S1)
+    assert greedy.do_sample is False
+
+
+@pytest.mark.parametrize("value", ["abc", 0, -2, 1.5, True])
+def test_lm_eval_batch_size_is_checked(value):
+    from hf_s1.errors import EvalError
+    from hf_s1.harness.lm_eval import _batch_size
+
+    with pytest.raises(EvalError, match="--batch_size .*positive whole number or auto"):
+        _batch_size(value)
+    assert _batch_size("auto:4") == 8 and _batch_size("16") == 16
+
+
+# ---- GRPO: the trainer's settings read exactly -------------------------------------------------------------
+
+
+def test_grpo_sampling_settings_are_read_exactly():
+    from types import SimpleNamespace
+
+    from hf_s1.train.grpo import sampling_settings
+
+    assert sampling_settings(SimpleNamespace(temperature=0.0, top_p=1.0, top_k=0)) == {"do_sample": False}
+    assert sampling_settings(SimpleNamespace(temperature=0.7, top_p=None, top_k=None, min_p=None)) == {
+        "do_sample": True, "temperature": 0.7, "top_p": 1.0, "top_k": 0, "min_p": None}
+    for args, match in ((SimpleNamespace(temperature=-1.0), "temperature"), (SimpleNamespace(top_p=2.0), "top_p"),
+                        (SimpleNamespace(temperature=math.nan), "temperature"), (SimpleNamespace(top_k=-1), "top_k")):
+        with pytest.raises(BudgetError, match=f"GRPO arguments .*{match}"):
+            sampling_settings(args)
+
+
+def test_grpo_greedy_rollouts_are_greedy(model, tokenizer):
+    from types import SimpleNamespace
+
+    from hf_s1 import generate_with_budget
+    from hf_s1.train.grpo import BudgetRollout
+
+    budget = ThinkingBudget(max_thinking_tokens=6, max_answer_tokens=4)
+    out, _ = BudgetRollout(budget).generate(model, tokenizer, ["What is 2+3?"] * 2,
+                                             SimpleNamespace(temperature=0.0, max_completion_length=None))
+    reference = generate_with_budget(model, tokenizer, "What is 2+3?", budget)[0]
+    assert [o.text for o in out] == [reference.text] * 2

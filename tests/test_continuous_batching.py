@@ -162,15 +162,17 @@ def test_bad_budget_fails_its_request_only(model_and_tokenizer):
         with pytest.raises(BudgetError, match="before manager.start"):
             enable_budget_forcing(manager, BudgetForcingCBProcessor(tokenizer))
         bad = manager.add_request(rows[0], max_new_tokens=32, thinking_budget={"max_thinking_tokens": -1})
+        huge = manager.add_request(rows[0], max_new_tokens=32, thinking_budget={"num_waits": 2**64 - 1})
         unknown = manager.add_request(rows[0], max_new_tokens=32, thinking_budget={"waits": 2})
         s1 = manager.add_request(rows[0], max_new_tokens=32, thinking_budget={"profile": "s1"})
         good = manager.add_request(rows[0], max_new_tokens=limits[0], thinking_budget=BUDGETS[0])
         free = manager.add_request(rows[0], max_new_tokens=limits[0])  # no key, no default budget: left alone
-        done = _collect(manager, [bad, unknown, s1, good, free])
+        done = _collect(manager, [bad, huge, unknown, s1, good, free])
     finally:
         manager.stop(block=True)
         manager.destroy()
     assert "max_thinking_tokens must be >= 0" in done[bad].error
+    assert "num_waits=18446744073709551615 is more than any context" in done[huge].error
     assert "waits" in done[unknown].error
     assert "resumes_overrun=True" in done[s1].error
     assert done[good].error is None and processor.stats(good, done[good].generated_tokens).capped

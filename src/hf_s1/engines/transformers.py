@@ -467,6 +467,11 @@ def generate_with_budget(
 
         return new, trackers
 
+    from transformers import ContinuousBatchingConfig
+
+    if not isinstance(continuous_batching, (bool, type(None), ContinuousBatchingConfig)):
+        raise BudgetError(f"continuous_batching must be True, False or a transformers ContinuousBatchingConfig, got "
+                          f"{continuous_batching!r}.")
     if continuous_batching is not False and continuous_batching is not None:
         if streamer is not None or user_processors or generate_kwargs:
             # The manager drops the processors it does not support (repetition_penalty...) with only a warning.

@@ -59,6 +59,29 @@ def completion_mask(generation: Any, *, mask_forced: bool = True) -> tuple[list[
     return ids, mask
 
 
+def sampling_settings(args: Any) -> dict[str, Any]:
+    """The trainer's sampling settings, read exactly: `temperature=0` is greedy (every rollout of a prompt the same),
+    `None` leaves a setting off as in transformers' `GenerationConfig` (temperature 1, top_p 1, top_k 0, no min_p);
+    a value budget forcing cannot honour is a `BudgetError` naming the argument."""
+    from ..prompts import check_sampling
+
+    def read(name: str, unset: Any) -> Any:
+        value = getattr(args, name, None)
+        return unset if value is None else value
+
+    temperature, top_p, top_k, min_p = read("temperature", 1.0), read("top_p", 1.0), read("top_k", 0), read("min_p", None)
+    greedy = not isinstance(temperature, bool) and isinstance(temperature, (int, float)) and temperature == 0
+    try:
+        check_sampling(not greedy, temperature, top_p, top_k, min_p)
+    except BudgetError as exc:
+        raise BudgetError(f"GRPO arguments (temperature={temperature!r}, top_p={top_p!r}, top_k={top_k!r}, "
+                          f"min_p={min_p!r}): {exc}") from None
+    if greedy:
+        return {"do_sample": False}
+    return {"do_sample": True, "temperature": float(temperature), "top_p": float(top_p), "top_k": top_k,
+            "min_p": min_p}
+
+
 class BudgetRollout:
     r"""A `rollout_func` for `trl.GRPOTrainer` whose completions are budget-forced.
 
@@ -79,8 +102,8 @@ class BudgetRollout:
         system_prompt (`str`, *optional*):
             System message of every prompt.
 
-    The trainer's sampling settings apply (`temperature`, `top_p`, `top_k`, `min_p`, `max_completion_length` as
-    the token limit). Reward functions receive, per completion, `budget_answer` (the answer text),
+    The trainer's sampling settings apply, read exactly (`sampling_settings`: `temperature=0` is greedy), with
+    `max_completion_length` as the token limit. Reward functions receive, per completion, `budget_answer` (the answer text),
     `thinking_tokens`, `waits`, `capped` and `forced_tokens`; TRL's logs get their means under `budget/`.
 
     Examples:
@@ -103,8 +126,11 @@ class BudgetRollout:
         self.budget = ThinkingBudget.from_dict(budget)
         self.think_format = think_format
         self.chat_template_kwargs = check_template_kwargs(chat_template_kwargs)
-        self.continuous_batching = bool(continuous_batching)
-        self.mask_forced = bool(mask_forced)
+        for name, value in (("continuous_batching", continuous_batching), ("mask_forced", mask_forced)):
+            if not isinstance(value, bool):
+                raise BudgetError(f"{name} must be True or False, got {value!r}.")
+        self.continuous_batching = continuous_batching
+        self.mask_forced = mask_forced
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise BudgetError(f"batch_size must be a positive int, got {batch_size!r}.")
         self.batch_size = batch_size
@@ -117,13 +143,11 @@ class BudgetRollout:
 
         req = prepare_requests(tokenizer, list(prompts), self.budget, think_format=self.think_format,
                                system_prompt=self.system_prompt, chat_template_kwargs=self.chat_template_kwargs)
-        top_k = getattr(args, "top_k", 0) or 0
         out = generate_with_budget(
             model, tokenizer, list(prompts), self.budget, think_format=req.think_format,
             system_prompt=self.system_prompt, chat_template_kwargs=self.chat_template_kwargs, batch_size=self.batch_size,
-            max_new_tokens=getattr(args, "max_completion_length", None), do_sample=True,
-            temperature=float(getattr(args, "temperature", 1.0) or 1.0), top_p=float(getattr(args, "top_p", 1.0)),
-            top_k=int(top_k), min_p=getattr(args, "min_p", None), continuous_batching=self.continuous_batching)
+            max_new_tokens=getattr(args, "max_completion_length", None), continuous_batching=self.continuous_batching,
+            **sampling_settings(args))
         return out, [list(ids) for ids in req.input_ids]
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:

@@ -160,9 +160,9 @@ def generate_with_budget(
     settings = dict(temperature=temperature if do_sample else 0.0, top_p=top_p if do_sample else 1.0,
                     top_k=top_k if do_sample else 0, min_p=(min_p or 0.0) if do_sample else 0.0, seed=seed,
                     stop_token_ids=list(markers.stop_ids), skip_special_tokens=False)
-    n = int(sampling_kwargs.pop("n", 1) or 1)
-    if n < 1:
-        raise BudgetError(f"n must be >= 1, got {n}.")
+    n = sampling_kwargs.pop("n", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise BudgetError(f"n (samples per prompt) must be an int >= 1, got {n!r}.")
     call = uuid.uuid4().hex
     requests, params = [], []  # n > 1: one request per sample, so that each has its own injection log
     for i, (ids, b, limit) in enumerate(zip(prompt_ids, budgets, limits)):
