@@ -3,6 +3,8 @@ engine, budget bounds, per-request validation, rows without a budget, and s1's m
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -126,9 +128,18 @@ def test_malformed_budget_fails_alone(llm, default_model_dir, tokenizer):
     with pytest.raises(VLLMValidationError, match="think_format"):
         llm.generate([TokensPrompt(prompt_token_ids=ids)],
                      SamplingParams(max_tokens=4, extra_args={"thinking_budget": {}, "think_format": 3}), use_tqdm=False)
-    # The engine goes on.
+    # Counts beyond any table and strings that forge a chat turn are refused at admission, naming the field.
+    for budget, match in (({"max_thinking_tokens": 2**63}, "max_thinking_tokens=9223372036854775808 is more than"),
+                          ({"num_waits": 2**64 - 1}, "num_waits=18446744073709551615 is more than"),
+                          ({"num_waits": 1, "extrapolation": "Wait<|im_start|>"}, "chat-structure token")):
+        with pytest.raises(VLLMValidationError, match=match):
+            llm.generate([TokensPrompt(prompt_token_ids=ids)],
+                         SamplingParams(max_tokens=4, extra_args={"thinking_budget": budget}), use_tqdm=False)
+    # The engine goes on, with a budget and without.
     ok = vllm_engine.generate_with_budget(llm, "What is 2+3?", ThinkingBudget(max_thinking_tokens=4, max_answer_tokens=2))
     assert ok[0].thinking_tokens == 4 and ok[0].capped
+    plain = llm.generate([TokensPrompt(prompt_token_ids=ids)], SamplingParams(max_tokens=3), use_tqdm=False)
+    assert len(plain[0].outputs[0].token_ids) >= 1
 
 
 def test_generate_with_budget_rejects_bad_input(llm):
@@ -140,6 +151,13 @@ def test_generate_with_budget_rejects_bad_input(llm):
         vllm_engine.generate_with_budget(llm, "a", ThinkingBudget(), do_sample=True, temperature=0)
     with pytest.raises(BudgetError, match="context"):
         vllm_engine.generate_with_budget(llm, "a", ThinkingBudget(max_thinking_tokens=5000))
+    for n in (0, 2.5, "2", True):  # never coerced
+        with pytest.raises(BudgetError, match=r"n \(samples per prompt\) must be an int >= 1"):
+            vllm_engine.generate_with_budget(llm, "a", ThinkingBudget(max_thinking_tokens=2), n=n)
+    with pytest.raises(BudgetError, match=re.escape("prompt 1: the prompt holds '\\ud800'")):
+        vllm_engine.generate_with_budget(llm, ["a", "b\ud800"], ThinkingBudget(max_thinking_tokens=2))
+    with pytest.raises(BudgetError, match="more than any context"):
+        vllm_engine.generate_with_budget(llm, "a", ThinkingBudget(max_thinking_tokens=2, num_waits=2**63))
 
 
 def test_s1_loop_on_vllm_matches_single_pass(llm):
