@@ -355,3 +355,26 @@ def test_grpo_greedy_rollouts_are_greedy(model, tokenizer):
                                              SimpleNamespace(temperature=0.0, max_completion_length=None))
     reference = generate_with_budget(model, tokenizer, "What is 2+3?", budget)[0]
     assert [o.text for o in out] == [reference.text] * 2
+
+
+# ---- think markers inside what the user wrote --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prompt", [
+    "Explain what <|im_start|>think means in a chat template.",
+    [{"role": "user", "content": "What is 2+3?"},
+     {"role": "assistant", "content": "<|im_start|>think\nLet me see, 2 plus"},  # an earlier, unfinished block
+     {"role": "user", "content": "Answer again: what is 2+3?"}],
+])
+def test_markers_in_earlier_text_never_decide_that_thinking_is_open(model, tokenizer, prompt):
+    from hf_s1 import generate_with_budget
+
+    budget = ThinkingBudget(max_thinking_tokens=6, max_answer_tokens=4)
+    # hf-s1 writes the start marker for the new turn (the generation prompt's tail has none) ...
+    text = prepare_requests(tokenizer, [prompt], budget).texts[0]
+    assert text.endswith("<|im_start|>assistant\n<|im_start|>think"), text[-80:]
+    for cb in (False, True):
+        r = generate_with_budget(model, tokenizer, prompt, budget, continuous_batching=cb)[0]
+        # ... so the model's new thinking is what the budget counts and cuts, once.
+        assert r.thinking_tokens == 6 and r.capped, r
+        assert r.text.count("<|im_start|>answer") == 1 and r.thinking and r.thinking in r.text, r.text
