@@ -4,6 +4,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The fused-step tests compile inductor's C++ kernels without gcc's optimiser (-O0): the generated code, and so what
+# the differential tests check, is the same, and a cold compile takes about a quarter of the time (gcc 12.2 at -O3
+# also stops with an internal compiler error on the table steps' kernel). bench/README.md has the figures.
+os.environ.setdefault("TORCHINDUCTOR_DEBUG_COMPILE", "1")
 
 import pytest
 

@@ -105,6 +105,7 @@ def test_fused_step_equals_eager_on_random_requests(chunk):
     greedy and seeded sampling."""
     acted = _run(3000 + chunk, batches=50)
     assert acted > 1000
+    assert not fused_module._failed and fused_module._compiled, fused_module._failed  # the compiled step ran
 
 
 def test_a_new_core_and_a_new_batch_size_do_not_compile_again():

@@ -423,9 +423,15 @@ def test_refuses_both_budget_kinds():
 def test_fused_step_gives_the_same_run(run, case, reference, baseline, default_model_dir, monkeypatch):
     """With HF_S1_FUSED=1: rows shuffled, chunked prefill, named requests preempted mid-thinking and mid-answer
     with async scheduling and reused slots, then drafts with rejections: the same tokens and telemetry as
-    transformers (and as the eager core), from a core that really ran fused."""
+    transformers (and as the eager core), from a core that really ran its compiled graphs: no eager fallback
+    (inductor's kernels compile at -O0 in tests, tests/conftest.py; at -O3 gcc 12.2 stops on the table steps'
+    kernel with an internal compiler error, and the step would fall back to eager)."""
+    from hf_s1.engines import fused as fused_module
+
     req, params = case
     monkeypatch.setenv("HF_S1_FUSED", "1")
+    monkeypatch.setattr(fused_module, "_compiled", {})
+    monkeypatch.setattr(fused_module, "_failed", [])
     named = [p.clone() for p in params]
     for i, p in enumerate(named):
         p.extra_args = {**p.extra_args, "budget_log": f"r{i}"}
@@ -439,3 +445,4 @@ def test_fused_step_gives_the_same_run(run, case, reference, baseline, default_m
     drafted = run(config=config, proposer=H.noisy_proposer(baseline.outputs, seed=2), shuffle=2)
     assert drafted.rejected_drafts > 0 and drafted.accepted_drafts > 0
     assert drafted.outputs == baseline.outputs
+    assert not fused_module._failed and len(fused_module._compiled) >= 2, fused_module._failed  # no eager fallback
