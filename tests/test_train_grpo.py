@@ -118,3 +118,8 @@ def test_recipe_trains_with_two_processes(tiny_model_dir, tmp_path, free_port):
     history = json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
     steps = [e for e in history if "budget/thinking_tokens" in e]
     assert len(steps) == 2 and all(e["budget/thinking_tokens"] == 8.0 and e["budget/capped"] == 1.0 for e in steps)
+    # The trained model is saved where TRL's own recipe saves it, and loads.
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "config.json").is_file()
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(tmp_path).config.num_hidden_layers >= 1

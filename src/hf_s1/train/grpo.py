@@ -284,10 +284,10 @@ def _dataset(script_args: GRPOBudgetArguments) -> Any:
 def run_grpo(script_args: GRPOBudgetArguments, training_args: Any, model_args: Any) -> Any:
     """GRPO with budget-forced rollouts (`BudgetRollout`) and the `answer_reward`; returns the trainer after
     training (its `state.log_history` holds the loss and the `budget/` metrics)."""
-    from trl import GRPOTrainer
+    from trl import GRPOTrainer, get_peft_config
 
     from ..errors import DataError
-    from .sft import EMBEDDED_MODEL, prepare_tokenizer
+    from .sft import EMBEDDED_MODEL, card_dataset_name, prepare_tokenizer
 
     if not model_args.model_name_or_path:
         raise DataError("set model_name_or_path (a Hub id or a local folder) in the YAML config or on the command line.")
@@ -303,9 +303,14 @@ def run_grpo(script_args: GRPOBudgetArguments, training_args: Any, model_args: A
                             continuous_batching=script_args.continuous_batching, mask_forced=script_args.mask_forced,
                             system_prompt=script_args.system_prompt)
     trainer = GRPOTrainer(model=model_args.model_name_or_path, reward_funcs=[answer_reward], args=training_args,
-                          train_dataset=_dataset(script_args), processing_class=tokenizer, rollout_func=rollout)
+                          train_dataset=_dataset(script_args), processing_class=tokenizer, rollout_func=rollout,
+                          peft_config=get_peft_config(model_args))
     trainer.train()
     trainer.save_state()
+    # As TRL's own scripts/grpo.py and hf-s1's SFT recipe end: the model in output_dir, then the Hub when asked.
+    trainer.save_model(training_args.output_dir)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=card_dataset_name(script_args.dataset_name))
     trainer.accelerator.wait_for_everyone()
     if hasattr(trainer, "end"):
         trainer.end()
