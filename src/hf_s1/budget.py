@@ -16,6 +16,7 @@ No torch, no transformers, no vLLM here: token ids in, decisions out.
 from __future__ import annotations
 
 import enum
+import re
 from collections import deque
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -60,6 +61,9 @@ DEFAULT_ALLOWANCE = 32768
 # "auto" leaves this many tokens of the allowance for the answer, as s1's evaluation does.
 AUTO_ANSWER_MARGIN = 100
 
+
+# Text shaped as a chat-structure token in most templates: `<|...|>`, and DeepSeek's full-width `<｜...｜>`.
+CHAT_TOKEN_TEXT = re.compile(r"<\|[^<>|\s]{1,40}\|>|<｜[^<>｜]{1,40}｜>")
 
 # The largest count a budget may hold: more tokens than any context, and within what every engine's tables (and
 # vLLM's int64 sampling fields) hold, so one request's count can never overflow a table shared with others.
@@ -208,6 +212,17 @@ class ThinkingBudget:
                 if marker and marker in text:
                     raise BudgetError(f"extrapolation {text!r} contains {marker!r}: it would end the thinking it "
                                       f"is meant to extend; remove it from the string.")
+
+    def check_chat_structure_text(self) -> None:
+        """Refuse an extrapolation or answer prefix holding text shaped as a chat-structure token (`<|im_start|>`,
+        `<|channel|>`, DeepSeek's `<｜User｜>`): the rule `MarkerTokens.encode_budget_string` applies with the
+        tokenizer's own control tokens, for callers without a tokenizer (a server's front end)."""
+        for what, texts in (("extrapolation", self.extrapolation), ("answer_prefix", (self.answer_prefix,))):
+            for text in texts:
+                found = CHAT_TOKEN_TEXT.search(text)
+                if found:
+                    raise BudgetError(f"{what} {text!r} holds the chat-structure token {found.group()!r}: it would "
+                                      f"forge a turn or a marker inside the output; remove it from the string.")
 
     def extrapolation_at(self, waits: int) -> str:
         """The string injected by the `waits`-th suppression (the list rotates)."""

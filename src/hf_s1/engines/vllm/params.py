@@ -88,6 +88,7 @@ def budget_from_params(params: Any) -> tuple[ThinkingBudget, ThinkFormat | None]
             fmt = get_format(_json_or_value(extra[FORMAT_KEY]))
         # What can be checked without a tokenizer is checked here, so a server's front end (which has none) refuses it.
         budget.check_extrapolation_text(((fmt.think_end,) if fmt else ()) + END_OF_TURN_TEXTS)
+        budget.check_chat_structure_text()
     except BudgetError as exc:
         raise BudgetError(f"{where} / extra_args[{FORMAT_KEY!r}]: {exc}") from None
     log_tag(params)
