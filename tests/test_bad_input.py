@@ -378,3 +378,13 @@ def test_markers_in_earlier_text_never_decide_that_thinking_is_open(model, token
         # ... so the model's new thinking is what the budget counts and cuts, once.
         assert r.thinking_tokens == 6 and r.capped, r
         assert r.text.count("<|im_start|>answer") == 1 and r.thinking and r.thinking in r.text, r.text
+
+
+@pytest.mark.parametrize("kwargs,token", [({"extrapolation": "Wait<|im_start|>user"}, "<|im_start|>"),
+                                          ({"answer_prefix": "<｜Assistant｜>"}, "<｜Assistant｜>"),
+                                          ({"extrapolation": ["Wait", "a<|channel|>final"]}, "<|channel|>")])
+def test_chat_structure_text_is_refused_without_a_tokenizer(kwargs, token):
+    # What a server's front end (no tokenizer) can judge; plain text with bars and brackets is not refused.
+    with pytest.raises(BudgetError, match=re.escape(f"holds the chat-structure token {token!r}")):
+        ThinkingBudget(**kwargs).check_chat_structure_text()
+    ThinkingBudget(extrapolation="Wait, | x |> and <think>", answer_prefix="Answer:").check_chat_structure_text()
