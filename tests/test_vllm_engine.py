@@ -333,11 +333,12 @@ def test_thinking_token_budget_with_a_budget_is_refused():
 
 
 def test_tokenizer_checks_hold_from_the_first_request(default_model_dir):  # builds a second LLM: keep it last
-    # A fresh engine: its very first request with an extrapolation only the tokenizer can judge (it starts with the
-    # end marker's first token) is refused at admission, not generated without a budget; so is one the text
-    # check catches (an end-of-turn token).
+    # A fresh engine: its very first request with an extrapolation only the tokenizer can judge (it holds the
+    # added control token <file_sep>, which no text rule knows) is refused at admission, not generated without a
+    # budget; so are ones the text checks catch (an end-of-turn token, a chat-structure token's shape).
     llm = vllm_engine.load_llm(default_model_dir, max_num_seqs=4, max_model_len=256)
-    for text, match in (("<|im_start|>user", "end-of-thinking marker's first token"), ("Wait<|im_end|>", "im_end")):
+    for text, match in (("Wait<file_sep>", "chat-structure token '<file_sep>'"), ("Wait<|im_end|>", "im_end"),
+                        ("<|im_start|>user", "chat-structure token '<\\|im_start\\|>'")):
         bad = SamplingParams(max_tokens=8, extra_args={"thinking_budget": {"min_thinking_tokens": 4,
                                                                            "extrapolation": text}})
         with pytest.raises(VLLMValidationError, match=match):
