@@ -235,12 +235,14 @@ def check_sampling(do_sample: bool, temperature: Any, top_p: Any, top_k: Any, mi
         return float(value)
 
     t = number("temperature", temperature)
+    if t < 0:
+        raise BudgetError(f"temperature must be >= 0, got {temperature!r}; 0 (or do_sample=False) is greedy.")
     if do_sample and not t > 0:
         raise BudgetError(f"temperature must be > 0 when sampling, got {temperature!r}; use do_sample=False for greedy.")
     if not 0.0 < number("top_p", top_p) <= 1.0:
         raise BudgetError(f"top_p must be in (0, 1], got {top_p!r}.")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-        raise BudgetError(f"top_k must be an int >= 0 (0: off), got {top_k!r}.")
+        raise BudgetError(f"top_k must be an int >= 0 (0: off, as vLLM's -1), got {top_k!r}.")
     if min_p is not None and not 0.0 <= number("min_p", min_p) <= 1.0:
         raise BudgetError(f"min_p must be in [0, 1], got {min_p!r}.")
     bad = sorted(k for k in (extra or {}) if k in _UNSUPPORTED_SAMPLING)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..budget import ThinkingBudget
 from ..errors import BudgetError
+from ..prompts import check_sampling
 from ..formats import FORMATS, ThinkFormat
 
 __all__ = ["HarnessRequest", "S1_KEYS", "from_gen_kwargs"]
@@ -70,15 +71,16 @@ def _int(name: str, value: Any, *, low: int | None = None, fix: str = "") -> int
     return number
 
 
-def _float(name: str, value: Any, ok: Callable[[float], bool], fix: str) -> float:
+def _float(name: str, value: Any) -> float:
+    """A number from the command line (lm-eval hands "0.7" as a string); its range is `check_sampling`'s."""
     try:
         if isinstance(value, bool):
             raise ValueError
         number = float(value)
     except (TypeError, ValueError):
-        raise BudgetError(f"gen_kwargs {name}={value!r}: give a number ({fix}).") from None
-    if not math.isfinite(number) or not ok(number):  # NaN fails every comparison: refused, never greedy
-        raise BudgetError(f"gen_kwargs {name}={value!r}: {fix}.")
+        raise BudgetError(f"gen_kwargs {name}={value!r}: give a number.") from None
+    if not math.isfinite(number):  # NaN would otherwise fail every comparison: refused, never greedy
+        raise BudgetError(f"gen_kwargs {name}={value!r}: give a finite number.")
     return number
 
 
@@ -182,16 +184,15 @@ def from_gen_kwargs(gen_kwargs: Mapping[str, Any], *, default_format: ThinkForma
     max_gen = kwargs.get("max_gen_toks")
     if max_gen is not None:
         max_gen = _int("max_gen_toks", max_gen, low=1, fix="give at least 1 token")
-    temperature = _float("temperature", kwargs.get("temperature", 0.0), lambda t: t >= 0,
-                         "give 0 for greedy or a positive temperature")
+    temperature = _float("temperature", kwargs.get("temperature", 0.0))
     do_sample = _bool("do_sample", kwargs["do_sample"]) if "do_sample" in kwargs else temperature > 0.0
-    if do_sample and temperature <= 0.0:
-        raise BudgetError("gen_kwargs do_sample=True with temperature=0: set temperature above 0, or do_sample=False.")
-    top_p = _float("top_p", kwargs.get("top_p", 1.0), lambda p: 0 < p <= 1, "give a value in (0, 1]; 1 turns it off")
-    top_k = _int("top_k", kwargs.get("top_k", 0), low=0, fix="give 0 to turn top-k off (vLLM's -1) or a positive int")
-    min_p = kwargs.get("min_p")
-    if min_p is not None:
-        min_p = _float("min_p", min_p, lambda p: 0 <= p <= 1, "give a value in [0, 1]; 0 turns it off")
+    top_p = _float("top_p", kwargs.get("top_p", 1.0))
+    top_k = _int("top_k", kwargs.get("top_k", 0))
+    min_p = None if kwargs.get("min_p") is None else _float("min_p", kwargs["min_p"])
+    try:
+        check_sampling(do_sample, temperature, top_p, top_k, min_p)
+    except BudgetError as exc:
+        raise BudgetError(f"gen_kwargs {exc}") from None
     return HarnessRequest(
         budget=budget, think_format=fmt, max_gen_toks=max_gen, until=until, do_sample=do_sample,
         temperature=temperature if do_sample else 1.0, top_p=top_p, top_k=top_k, min_p=min_p,
